@@ -1,0 +1,33 @@
+# The front door. `make reproduce` and `make test` are the two commands of the README.
+# Both create .venv with python3 if it is missing and install the project with pinned dependencies.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.gsmoe-installed
+ARGS   ?=
+
+.PHONY: setup reproduce test lab bench clean-runs
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev,distributed]'
+	# Register this environment as the `python3` kernel that papermill and JupyterLab use.
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (gsmoe)" >/dev/null
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+reproduce: setup
+	$(VENV)/bin/gsmoe reproduce $(ARGS)
+
+test: setup
+	$(PY) -m pytest tests $(ARGS)
+
+lab: setup
+	$(VENV)/bin/jupyter lab notebooks/
+
+bench: setup
+	$(VENV)/bin/gsmoe bench $(ARGS)
+
+clean-runs:
+	rm -rf runs/

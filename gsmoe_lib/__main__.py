@@ -1,0 +1,3 @@
+from gsmoe_lib.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,229 @@
+"""Run folders: atomic writes, seeds, and the records that sit beside every result.
+
+Every stage writes into a run folder::
+
+    RUN/
+      <stage>/config.json      the stage's parameters (what makes it "the same run")
+      <stage>/env.json         versions, machine, seed, start / end time
+      <stage>/checkpoint.pt    state_dicts (plain tensors; loaded with weights_only=True)
+      <stage>/metrics.json     test metrics of the stage
+      <stage>/DONE             written last: the stage finished with this config
+
+All writes go to a temporary name in the same folder and are renamed into place, so an interrupted
+write never leaves a truncated file under the final name, and nothing already written is lost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import random
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+CHECKPOINT_FORMAT = "gsmoe-checkpoint-v1"
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success rename it to `path`, on error delete it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _to_jsonable(obj: Any) -> Any:
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return _to_jsonable(asdict(obj))
+    if isinstance(obj, dict):
+        return {str(k): _to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_to_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return obj
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """Atomically write `obj` (dataclasses, numpy scalars and paths allowed) as indented, key-sorted JSON."""
+    text = json.dumps(_to_jsonable(obj), indent=2, sort_keys=True, allow_nan=True) + "\n"
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc}); the file is truncated or was not written by gsmoe") from exc
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any], kind: str) -> Path:
+    """Atomically save a checkpoint: a dict of state_dicts / tensors / plain values, tagged with its kind.
+
+    `kind` names what the checkpoint holds ("urdmu", "experts", "gate", ...) so that loading a checkpoint
+    of another kind is a clear error rather than a confusing key mismatch.
+    """
+    import torch
+
+    payload = dict(payload)
+    payload["format"] = CHECKPOINT_FORMAT
+    payload["kind"] = kind
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return Path(path)
+
+
+def load_checkpoint(path: str | os.PathLike, kind: str, map_location: Any = "cpu") -> dict[str, Any]:
+    """Load a checkpoint written by `save_checkpoint`, checking it is complete and of the expected kind."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: checkpoint not found")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # truncated zip, pickle of foreign objects, ...
+        raise ValueError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {exc}); "
+                         "the file is truncated, corrupt, or not a gsmoe checkpoint") from exc
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: not a gsmoe checkpoint (no '{CHECKPOINT_FORMAT}' tag); "
+                         "a released UR-DMU state_dict is loaded with gsmoe_lib.models.urdmu.load_released")
+    if payload.get("kind") != kind:
+        raise ValueError(f"{path}: checkpoint holds '{payload.get('kind')}', expected '{kind}'")
+    return payload
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (CPU and CUDA) so the same seed on the same machine gives the same numbers."""
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def environment_record(seed: int | None = None, device: str | None = None) -> dict[str, Any]:
+    """Versions, machine and seed, written beside every result."""
+    import torch
+
+    from gsmoe_lib import __version__
+
+    rec: dict[str, Any] = {
+        "gsmoe": __version__,
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.version.cuda,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "seed": seed,
+        "device": device,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    try:
+        import scipy
+        import sklearn
+
+        rec["scipy"] = scipy.__version__
+        rec["scikit-learn"] = sklearn.__version__
+    except ImportError:  # pragma: no cover
+        pass
+    return rec
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def config_hash(config: Any) -> str:
+    """A short, stable hash of a stage's config: a finished stage with the same hash is skipped."""
+    text = json.dumps(_to_jsonable(config), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class StageDir:
+    """One stage of a run folder (RUN/<stage>/) and its files."""
+
+    def __init__(self, run_dir: str | os.PathLike, stage: str):
+        self.path = Path(run_dir) / stage
+        self.stage = stage
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / "checkpoint.pt"
+
+    @property
+    def partial_checkpoint(self) -> Path:
+        """Written periodically during training; resumed from after an interruption."""
+        return self.path / "checkpoint.partial.pt"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.json"
+
+    def is_done(self, config: Any) -> bool:
+        """True when this stage finished with the same config (its DONE file holds the config hash)."""
+        done = self.path / "DONE"
+        return done.is_file() and done.read_text().strip() == config_hash(config) and self.checkpoint.is_file()
+
+    def start(self, config: Any, seed: int | None, device: str | None = None) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        done = self.path / "DONE"
+        if done.exists():
+            done.unlink()  # config changed: the old result no longer describes this stage
+        write_json(self.path / "config.json", config)
+        write_json(self.path / "env.json", environment_record(seed, device))
+
+    def finish(self, config: Any, metrics: dict[str, Any] | None = None) -> None:
+        if metrics is not None:
+            write_json(self.metrics_path, metrics)
+        if self.partial_checkpoint.exists():
+            self.partial_checkpoint.unlink()
+        write_text(self.path / "DONE", config_hash(config) + "\n")
+
+    def metrics(self) -> dict[str, Any]:
+        return read_json(self.metrics_path)
