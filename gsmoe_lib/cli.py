@@ -22,12 +22,10 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("data", "check"), "gsmoe_lib.data.check", "validate a feature dataset (lists, annotations, files) without training"),
     (("data", "synth"), "gsmoe_lib.data.synthetic", "write the UCF-Crime-shaped (or XD-shaped) synthetic dataset"),
     (("train",), "gsmoe_lib.train", "run training stages (encoder, tgs, experts, gate) into a run folder"),
-    (("evaluate",), "gsmoe_lib.evaluate", "evaluate a finished run on a test split"),
     (("score",), "gsmoe_lib.inference", "score feature files with a finished run and write per-snippet CSV"),
     (("reproduce",), "gsmoe_lib.pipeline", "execute the notebook collection with papermill"),
     (("bench",), "gsmoe_lib.bench", "benchmark training steps and test-set scoring"),
     (("sweep",), "gsmoe_lib.sweep", "run a seeds x settings sweep locally or on a Dask cluster"),
-    (("urdmu", "convert"), "gsmoe_lib.models.urdmu", "load a released UR-DMU checkpoint and save it as a gsmoe encoder run"),
 ]
 
 

@@ -1,0 +1,164 @@
+"""Training objectives of the task encoder: MIL top-k, UR-DMU's auxiliary terms, smoothness, sparsity.
+
+Weak supervision gives one label per video, so every video-level term first reduces the per-snippet
+scores `[B, T]` to one video score: the mean of its k highest snippet scores, with UR-DMU's
+k = T // 16 + 1 (13 for the 200 pooled segments of training). The MIL objective is the binary cross-entropy
+of that video score against the video label (the paper's Eq. 2: L_topk-norm on normal videos plus
+L_topk-abn on abnormal ones).
+
+`urdmu_loss` is UR-DMU's full objective (Zhou et al., AAAI 2023, and its public code):
+
+    L = BCE(topk-mean(s), y)
+        + 0.1 * (BCE(topk-mean(A_att), 1) + BCE(topk-mean(1 - N_Aatt), 1) + BCE(N_att, 1) + BCE(A_Natt, 0))
+        + 0.1 * triplet(anchor, positive, negative; margin 1, on L2-normalised vectors)
+        + 0.001 * KL(N(mu, exp(logvar)) || N(0, 1))
+        + 0.0001 * mean(relu(100 - |abnormal aug| + |normal aug|))
+
+with the memory attentions and the other inputs produced by `URDMU` in training mode (see
+`gsmoe_lib.models.urdmu`). It relies on UR-DMU's batch convention: the first half of the batch is normal,
+the second half abnormal; the memory terms use that structure, the labels are used by the MIL term only.
+
+Every BCE is computed in float32 with the log clamped at -100 (what `torch.nn.BCELoss` does), written out
+by hand because `F.binary_cross_entropy` refuses to run under CUDA autocast. Nothing here calls `.item()`:
+the parts come back as detached tensors and the training loop decides when to synchronise.
+
+`smoothness` and `sparsity` are Sultani et al.'s (2018) regularisers, averaged over the abnormal videos of
+the batch; their weights are the caller's (RTFM uses 8e-4 and 8e-3).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from gsmoe_lib.models.urdmu import URDMUOutput
+
+
+def k_for_length(T: int) -> int:
+    """UR-DMU's top-k size for a video of T snippets: T // 16 + 1 (13 for T = 200)."""
+    return T // 16 + 1
+
+
+def topk_mean(scores: Tensor, k: int) -> Tensor:
+    """Mean of the k largest values of each row: `[B, T] -> [B]`."""
+    T = scores.shape[-1]
+    if not 1 <= k <= T:
+        raise ValueError(f"topk_mean: k must be in [1, T={T}], got k={k}")
+    return scores.topk(k, dim=-1).values.mean(-1)
+
+
+def bce(p: Tensor, target: Tensor | float) -> Tensor:
+    """Binary cross-entropy averaged over all elements, as `torch.nn.BCELoss` (log clamped at -100).
+
+    Computed in float32 whatever the dtype of `p`, so it is safe under bf16 / fp16 autocast.
+    """
+    p = p.float()
+    target = torch.as_tensor(target, dtype=torch.float32, device=p.device).expand_as(p)
+    log_p = torch.log(p).clamp(min=-100.0)
+    log_1mp = torch.log1p(-p).clamp(min=-100.0)
+    return -(target * log_p + (1.0 - target) * log_1mp).mean()
+
+
+def _masked_mean(per_video: Tensor, mask: Tensor) -> Tensor:
+    """Mean of `per_video [B]` over the videos where `mask [B]` is true; 0 when none is (no host sync)."""
+    w = mask.to(per_video.dtype)
+    return (per_video * w).sum() / w.sum().clamp(min=1.0)
+
+
+def mil_bce(scores: Tensor, labels: Tensor, k: int) -> Tensor:
+    """MIL term: BCE(top-k mean score, video label), averaged over all B videos.
+
+    scores [B, T] in [0, 1]; labels [B] (0 normal, 1 abnormal). This is the paper's Eq. 2,
+    L_topk-norm on the normal videos plus L_topk-abn on the abnormal ones, in one mean.
+    """
+    return bce(topk_mean(scores, k), labels.float())
+
+
+def topk_normal_loss(scores: Tensor, labels: Tensor, k: int) -> Tensor:
+    """The paper's L_topk-norm: BCE(top-k mean score, 0), averaged over the normal videos only.
+
+    scores [B, T]; labels [B]. Abnormal videos contribute nothing (TGS fine-tuning supervises them with
+    pseudo-labels instead); a batch without normal videos gives 0.
+    """
+    p = topk_mean(scores, k).float()
+    per_video = -torch.log1p(-p).clamp(min=-100.0)  # BCE against target 0, [B]
+    return _masked_mean(per_video, labels == 0)
+
+
+def smoothness(scores: Tensor, labels: Tensor) -> Tensor:
+    """Sum over t of (s[t+1] - s[t])^2 per video, averaged over the abnormal videos (labels == 1)."""
+    per_video = (scores[:, 1:] - scores[:, :-1]).float().pow(2).sum(-1)  # [B]
+    return _masked_mean(per_video, labels == 1)
+
+
+def sparsity(scores: Tensor, labels: Tensor) -> Tensor:
+    """Sum of the snippet scores per video, averaged over the abnormal videos (labels == 1)."""
+    return _masked_mean(scores.float().sum(-1), labels == 1)
+
+
+def urdmu_loss(
+    output: URDMUOutput,
+    labels: Tensor,
+    k: int | None = None,
+    memory_weight: float = 0.1,
+    triplet_weight: float = 0.1,
+    kl_weight: float = 0.001,
+    distance_weight: float = 0.0001,
+    triplet_margin: float = 1.0,
+    distance_margin: float = 100.0,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """UR-DMU's training objective (module docstring) on a training-mode `URDMUOutput`.
+
+    labels [B]: the batch is the first half normal, second half abnormal (UR-DMU's convention).
+    k defaults to T // 16 + 1. Returns (loss, parts) with parts detached scalar tensors: `mil`, `A_att`,
+    `N_Aatt`, `N_att`, `A_Natt` (the four memory BCEs), `triplet`, `kl`, `distance`, `total`.
+    """
+    if output.A_att is None:
+        raise ValueError("urdmu_loss needs the training extras: run URDMU in training mode (model.train())")
+    T = output.scores.shape[-1]
+    k = k_for_length(T) if k is None else k
+
+    mil = mil_bce(output.scores, labels, k)
+    # Abnormal videos: some snippets match the abnormal memory, some do not match the normal one.
+    a_att = bce(topk_mean(output.A_att, k), 1.0)
+    n_aatt = bce(topk_mean(1.0 - output.N_Aatt, k), 1.0)
+    # Normal videos: every snippet matches the normal memory and none the abnormal one.
+    n_att = bce(output.N_att, 1.0)
+    a_natt = bce(output.A_Natt, 0.0)
+
+    triplet = F.triplet_margin_loss(
+        F.normalize(output.triplet_anchor.float(), dim=-1),
+        F.normalize(output.triplet_positive.float(), dim=-1),
+        F.normalize(output.triplet_negative.float(), dim=-1),
+        margin=triplet_margin,
+    )
+    # UR-DMU sums the KL over time (dim 1 of [B/2*C, T, dim]) and averages over videos and channels.
+    mu, logvar = output.kl_mu.float(), output.kl_logvar.float()
+    kl = (-0.5 * (1.0 + logvar - mu.pow(2) - logvar.exp()).sum(1)).mean()
+    distance = torch.relu(
+        distance_margin - output.abnormal_aug_norm.float() + output.normal_aug_norm.float()
+    ).mean()
+
+    total = (
+        mil
+        + memory_weight * (a_att + n_aatt + n_att + a_natt)
+        + triplet_weight * triplet
+        + kl_weight * kl
+        + distance_weight * distance
+    )
+    parts = {
+        "mil": mil,
+        "A_att": a_att,
+        "N_Aatt": n_aatt,
+        "N_att": n_att,
+        "A_Natt": a_natt,
+        "triplet": triplet,
+        "kl": kl,
+        "distance": distance,
+        "total": total,
+    }
+    return total, {name: value.detach() for name, value in parts.items()}

@@ -1,0 +1,75 @@
+"""The whole GS-MoE detector as one module: task encoder -> experts -> gate.
+
+Crops follow the evaluation protocol (REFERENCE §4): every crop is scored on its own, all the way through
+the encoder, the experts and the gate, and the final scores are averaged over crops. The encoder therefore
+receives the crops folded into the batch ([B·C, T, D]) so that the experts and the gate see each crop's own
+task-aware features, not a crop-average of them.
+
+At test time every expert runs on every video (a soft mixture): the experts are one batched module, so
+the cost of E experts is one forward pass, not E.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from gsmoe_lib.models.experts import Experts
+from gsmoe_lib.models.gate import Gate
+from gsmoe_lib.models.urdmu import URDMU
+
+EXPERT_COMBINE_RULES = ("max", "mean")
+
+
+class GSMoEOutput(NamedTuple):
+    scores: Tensor  # [B, T] final (gate) scores, averaged over crops
+    expert_scores: Tensor  # [B, T, E] each expert's scores, averaged over crops
+    encoder_scores: Tensor  # [B, T] the task encoder's own scores, averaged over crops
+    embedding: Tensor  # [B, T, d] the gate's fused token representation, averaged over crops (t-SNE)
+
+
+def combine_experts(expert_scores: Tensor, rule: str = "max") -> Tensor:
+    """Table 2's "+experts" row (experts without the gate): one score per snippet from [.., T, E] -> [.., T].
+
+    The paper does not say how the experts are combined without the gate. "max" (default) asks whether any
+    expert sees its anomaly; "mean" averages them.
+    """
+    if rule == "max":
+        return expert_scores.amax(dim=-1)
+    if rule == "mean":
+        return expert_scores.mean(dim=-1)
+    raise ValueError(f"unknown expert combination rule {rule!r}; expected one of {EXPERT_COMBINE_RULES}")
+
+
+class GSMoEModel(nn.Module):
+    """encoder (URDMU) + experts (Experts, E stacked) + gate (Gate)."""
+
+    def __init__(self, encoder: URDMU, experts: Experts, gate: Gate | None = None) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.experts = experts
+        self.gate = gate
+
+    def forward(self, x: Tensor, expert_mask: Tensor | None = None, combine: str = "max") -> GSMoEOutput:
+        """x [B, T, D] or [B, C, T, D] -> GSMoEOutput. Without a gate, `scores` combines the experts by `combine`.
+
+        expert_mask [E] (1 keeps, 0 zeroes an expert's scores before the gate; Table 4).
+        """
+        if x.dim() == 3:
+            x = x.unsqueeze(1)
+        B, C, T, D = x.shape
+        enc = self.encoder(x.reshape(B * C, T, D), training_extras=False)  # scores [B·C, T], features [B·C, T, F]
+        expert_scores = self.experts(enc.features)  # [B·C, T, E]
+        if self.gate is not None:
+            out = self.gate(expert_scores, enc.features, expert_mask=expert_mask)
+            scores, embedding = out.scores, out.embedding  # [B·C, T], [B·C, T, d]
+        else:
+            masked = expert_scores if expert_mask is None else expert_scores * expert_mask.to(expert_scores.dtype)
+            scores, embedding = combine_experts(masked, combine), enc.features
+
+        def crop_mean(z: Tensor) -> Tensor:  # [B·C, ...] -> [B, ...]
+            return z.reshape(B, C, *z.shape[1:]).mean(1)
+
+        return GSMoEOutput(crop_mean(scores), crop_mean(expert_scores), crop_mean(enc.scores), crop_mean(embedding))

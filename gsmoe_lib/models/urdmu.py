@@ -1,0 +1,329 @@
+"""UR-DMU, the task encoder of GS-MoE (Zhou et al., AAAI 2023; public code henrryzh1/UR-DMU).
+
+Dimension letters: B videos, C crops, T snippets, D input feature size (I3D 1024, RTFM 2048),
+dim the model width (512), F = 2 * dim the task-aware feature size (1024).
+
+Architecture (the module attribute names reproduce the released checkpoints' state_dict keys exactly,
+so `load_state_dict(released, strict=True)` accepts them unchanged; 6,492,929 parameters with D = 1024):
+
+    x [N, T, D]  (N = B * C: crops are folded into the batch)
+    embedding    Conv1d(D -> dim, kernel 3, padding 1) over time + ReLU              -> [N, T, dim]
+    selfatt      GL-MHSA: 2 pre-norm layers (LayerNorm -> block -> + residual), each
+                   attention: a bias-free Linear(dim -> 4 * heads * dim_head) gives q, k, v, t per head;
+                     global branch  softmax(q k^T / sqrt(dim_head)) v
+                     local branch   A t with the fixed kernel A of `local_kernel`
+                     per head [global, local] concatenated, Linear(2 * heads * dim_head -> dim), dropout
+                   feed-forward: Linear(dim, mlp_dim), GELU, dropout, Linear(mlp_dim, dim), dropout
+                 no positional embedding                                              -> x [N, T, dim]
+    Amemory, Nmemory   memory M [60, dim] each (abnormal / normal):
+                   att[n, t, m] = sigmoid(x[n, t] . M[m] / sqrt(dim))
+                   temporal_att[n, t] = mean of the 60 // 16 + 1 = 4 largest att[n, t, :]
+                   augment[n, t] = sum_m att[n, t, m] M[m]                            -> [N, T, dim]
+    encoder_mu, encoder_var   Linear(dim, dim) each, applied to the memory augmentations
+    cls_head     Linear(2 * dim -> 128), ReLU, Linear(128 -> 1), Sigmoid on h = cat[x, aug]
+
+Evaluation (`model.eval()`) computes, for every crop independently,
+
+    aug    = encoder_mu(Amemory augment of x) + encoder_mu(Nmemory augment of x)     [N, T, dim]
+    h      = cat[x, aug]                                                              [N, T, 2 * dim]
+    scores = cls_head(h)                                                              [N, T]
+
+then averages `scores` and `h` over the crops of each video. Dropout is off, nothing is random.
+
+Training (`model.train()`) follows UR-DMU's batch convention: the first half of the batch is normal, the
+second half abnormal. With k = T // 16 + 1:
+  * the memory attentions A_att (abnormal videos, abnormal memory), N_Aatt (abnormal videos, normal memory),
+    N_att (normal videos, normal memory), A_Natt (normal videos, abnormal memory);
+  * the triplet vectors: anchor = mean of the normal videos' x at their top-k N_att snippets, positive = the
+    abnormal videos' x at their top-k N_Aatt snippets, negative = their x at their top-k A_att snippets;
+  * the normal videos' normal-memory augmentation is reparameterised: mu = encoder_mu(aug),
+    logvar = encoder_var(aug), sample = mu + eps * exp(logvar / 2) (mu and logvar are returned for the KL);
+  * aug = sample + encoder_mu(abnormal-memory augment) on normal videos, and the sum of both encoder_mu
+    augmentations on abnormal videos; scores = cls_head(cat[x, aug]);
+  * the distance term's norms: |top-k (by A_att) mean of encoder_mu(abnormal-memory augment)| on abnormal
+    videos, |top-k (by N_att) mean of the sample| on normal videos.
+  The top-k selections are made per crop, the selected vectors and the attentions then averaged over crops,
+  as UR-DMU does. `gsmoe_lib.losses.urdmu_loss` turns these into the loss.
+
+Decision (not in the paper): the "task-aware features" handed to the experts and the gate are the head's
+input h = cat[x, aug] (F = 2 * dim = 1024): the representation the anomaly head scores, the most
+task-specific tensor of the encoder. `URDMU.feature_dim` gives F.
+
+Decision (where REFERENCE.md says "row-normalised"): the local kernel is normalised exactly as UR-DMU's code
+does it, `K / K.sum(-1)` with broadcasting, i.e. A[i, j] = K[i, j] / sum_m K[j, m]. K is symmetric, so every
+column of A sums to 1 and rows sum to 1 only away from the two ends of the video. The released checkpoints
+were trained with this kernel, so it is what reproduces their scores.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from gsmoe_lib.losses import k_for_length
+
+
+class URDMUOutput(NamedTuple):
+    """What `URDMU.forward` returns; the fields after `features` are None in evaluation."""
+
+    scores: Tensor  # [B, T] in [0, 1], averaged over crops
+    features: Tensor  # [B, T, F] task-aware features h = cat[x, aug], averaged over crops
+    A_att: Tensor | None = None  # [B/2, T] abnormal videos vs abnormal memory
+    N_att: Tensor | None = None  # [B/2, T] normal videos vs normal memory
+    A_Natt: Tensor | None = None  # [B/2, T] normal videos vs abnormal memory
+    N_Aatt: Tensor | None = None  # [B/2, T] abnormal videos vs normal memory
+    triplet_anchor: Tensor | None = None  # [B/2, dim] normal x, top-k by N_att
+    triplet_positive: Tensor | None = None  # [B/2, dim] abnormal x, top-k by N_Aatt
+    triplet_negative: Tensor | None = None  # [B/2, dim] abnormal x, top-k by A_att
+    kl_mu: Tensor | None = None  # [B/2 * C, T, dim] normal videos, normal-memory augment
+    kl_logvar: Tensor | None = None  # [B/2 * C, T, dim]
+    abnormal_aug_norm: Tensor | None = None  # [B/2]
+    normal_aug_norm: Tensor | None = None  # [B/2]
+
+
+class TemporalEmbedding(nn.Module):
+    """Conv1d over time (kernel 3, zero padding 1) + ReLU: [N, T, D] -> [N, T, dim]."""
+
+    def __init__(self, input_dim: int, dim: int) -> None:
+        super().__init__()
+        self.conv_1 = nn.Sequential(nn.Conv1d(input_dim, dim, kernel_size=3, padding=1), nn.ReLU())
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv_1(x.transpose(1, 2)).transpose(1, 2)
+
+
+@lru_cache(maxsize=8)
+def _cached_local_kernel(T: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    # Built outside inference mode so that a kernel first made while scoring can later be saved for
+    # backward in training. Small cache: test videos come in many lengths and a kernel is T x T.
+    with torch.inference_mode(False):
+        pos = torch.arange(T, dtype=torch.float64)
+        kernel = torch.exp(-(pos[None, :] - pos[:, None]).abs() / math.e)  # [T, T], symmetric
+        kernel = kernel / kernel.sum(-1)  # broadcast over the last axis: A[i, j] = K[i, j] / sum_m K[j, m]
+        return kernel.to(device=device, dtype=dtype)
+
+
+def local_kernel(T: int, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> Tensor:
+    """UR-DMU's fixed local attention [T, T]: K[i, j] = exp(-|i - j| / e), A[i, j] = K[i, j] / sum_m K[j, m].
+
+    Cached per (T, device, dtype); the returned tensor is shared, do not modify it in place.
+    """
+    return _cached_local_kernel(T, torch.device(device), dtype)
+
+
+class GLAttention(nn.Module):
+    """Global-local multi-head attention: [N, T, dim] -> [N, T, dim]."""
+
+    def __init__(self, dim: int, heads: int, dim_head: int, dropout: float) -> None:
+        super().__init__()
+        self.heads, self.dim_head = heads, dim_head
+        inner = heads * dim_head
+        self.to_qkv = nn.Linear(dim, 4 * inner, bias=False)
+        self.to_out = nn.Sequential(nn.Linear(2 * inner, dim), nn.Dropout(dropout))
+
+    def forward(self, x: Tensor) -> Tensor:
+        N, T, _ = x.shape
+        q, k, v, t = self.to_qkv(x).chunk(4, dim=-1)  # each [N, T, heads * dim_head]
+        q, k, v = (z.view(N, T, self.heads, self.dim_head).transpose(1, 2) for z in (q, k, v))
+        glob = F.scaled_dot_product_attention(q, k, v)  # [N, heads, T, dim_head], scale 1/sqrt(dim_head)
+        glob = glob.transpose(1, 2)  # [N, T, heads, dim_head]
+        # The local kernel mixes time only, so it applies to all heads at once.
+        loc = torch.matmul(local_kernel(T, t.device, t.dtype), t)  # [N, T, heads * dim_head]
+        loc = loc.view(N, T, self.heads, self.dim_head)
+        out = torch.cat([loc.to(glob.dtype), glob], dim=-1)  # per head [global, local]
+        return self.to_out(out.reshape(N, T, 2 * self.heads * self.dim_head))
+
+
+class FeedForward(nn.Module):
+    def __init__(self, dim: int, hidden_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(dim, hidden_dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden_dim, dim), nn.Dropout(dropout)
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+class PreNorm(nn.Module):
+    def __init__(self, dim: int, fn: nn.Module) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.fn = fn
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fn(self.norm(x))
+
+
+class GLTransformer(nn.Module):
+    """`depth` layers of x + attn(norm(x)) then x + ff(norm(x))."""
+
+    def __init__(self, dim: int, depth: int, heads: int, dim_head: int, mlp_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(
+            nn.ModuleList(
+                [
+                    PreNorm(dim, GLAttention(dim, heads, dim_head, dropout)),
+                    PreNorm(dim, FeedForward(dim, mlp_dim, dropout)),
+                ]
+            )
+            for _ in range(depth)
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        for attn, ff in self.layers:
+            x = attn(x) + x
+            x = ff(x) + x
+        return x
+
+
+class MemoryUnit(nn.Module):
+    """A learnt memory [slots, dim]: x [N, T, dim] -> (temporal_att [N, T], augment [N, T, dim])."""
+
+    def __init__(self, slots: int, dim: int) -> None:
+        super().__init__()
+        self.memory_block = nn.Parameter(torch.empty(slots, dim))
+        bound = 1.0 / math.sqrt(dim)
+        nn.init.uniform_(self.memory_block, -bound, bound)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        slots, dim = self.memory_block.shape
+        att = torch.sigmoid(F.linear(x, self.memory_block) / math.sqrt(dim))  # [N, T, slots]
+        temporal_att = att.topk(slots // 16 + 1, dim=-1).values.mean(-1)  # [N, T]
+        augment = torch.matmul(att, self.memory_block)  # [N, T, dim]
+        return temporal_att, augment
+
+
+class ScoreHead(nn.Module):
+    def __init__(self, in_dim: int, hidden_dim: int) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, 1), nn.Sigmoid())
+
+    def forward(self, h: Tensor) -> Tensor:
+        return self.mlp(h).squeeze(-1)
+
+
+class URDMU(nn.Module):
+    """The UR-DMU task encoder (module docstring). Defaults are UR-DMU's; only `input_dim` varies in practice."""
+
+    def __init__(
+        self,
+        input_dim: int = 1024,
+        dim: int = 512,
+        depth: int = 2,
+        heads: int = 4,
+        dim_head: int = 128,
+        mlp_dim: int = 512,
+        dropout: float = 0.5,
+        memory_slots: int = 60,
+        head_hidden: int = 128,
+    ) -> None:
+        super().__init__()
+        self.input_dim = input_dim
+        self.dim = dim
+        self.feature_dim = 2 * dim  # F: h = cat[x, aug]
+        self.embedding = TemporalEmbedding(input_dim, dim)
+        self.selfatt = GLTransformer(dim, depth, heads, dim_head, mlp_dim, dropout)
+        self.Amemory = MemoryUnit(memory_slots, dim)
+        self.Nmemory = MemoryUnit(memory_slots, dim)
+        self.encoder_mu = nn.Sequential(nn.Linear(dim, dim))
+        self.encoder_var = nn.Sequential(nn.Linear(dim, dim))
+        self.cls_head = ScoreHead(self.feature_dim, head_hidden)
+
+    def forward(self, x: Tensor, training_extras: bool | None = None) -> URDMUOutput:
+        """x [B, T, D] or [B, C, T, D] -> URDMUOutput (scores [B, T], features [B, T, F], extras).
+
+        training_extras: compute the UR-DMU training outputs (half normal / half abnormal batch,
+        reparameterised normal augmentation); None follows `self.training`.
+        """
+        if x.dim() == 3:
+            x = x.unsqueeze(1)
+        if x.dim() != 4 or x.shape[-1] != self.input_dim:
+            raise ValueError(f"URDMU expects [B, T, {self.input_dim}] or [B, C, T, {self.input_dim}], got {list(x.shape)}")
+        B, C, T, D = x.shape
+        x = self.selfatt(self.embedding(x.reshape(B * C, T, D)))  # [N, T, dim], N = B * C
+        a_att, a_aug = self.Amemory(x)  # [N, T], [N, T, dim]
+        n_att, n_aug = self.Nmemory(x)
+        a_mu, n_mu = self.encoder_mu(a_aug), self.encoder_mu(n_aug)  # [N, T, dim]
+
+        if not (self.training if training_extras is None else training_extras):
+            h = torch.cat([x, a_mu + n_mu], dim=-1)  # [N, T, F]
+            scores = self.cls_head(h)  # [N, T]
+            return URDMUOutput(scores.view(B, C, T).mean(1), h.view(B, C, T, -1).mean(1))
+
+        if B % 2:
+            raise ValueError(f"URDMU training needs an even batch (first half normal, second abnormal), got B={B}")
+        half = B * C // 2  # rows [:half] are the normal videos' crops, [half:] the abnormal ones'
+        k = k_for_length(T)
+
+        def crop_mean(z: Tensor) -> Tensor:  # [B/2 * C, ...] -> [B/2, ...]
+            return z.view(B // 2, C, *z.shape[1:]).mean(1)
+
+        def topk_rows_mean(att: Tensor, z: Tensor) -> Tensor:  # att [M, T], z [M, T, dim] -> [M, dim]
+            index = att.topk(k, dim=-1).indices  # [M, k], no gradient through the selection
+            return torch.gather(z, 1, index.unsqueeze(-1).expand(-1, -1, z.shape[-1])).mean(1)
+
+        x_n, x_a = x[:half], x[half:]
+        A_att, N_Aatt = a_att[half:], n_att[half:]  # abnormal videos vs abnormal / normal memory
+        N_att, A_Natt = n_att[:half], a_att[:half]  # normal videos vs normal / abnormal memory
+
+        mu = n_mu[:half]
+        logvar = self.encoder_var(n_aug[:half])
+        sample = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)  # [B/2 * C, T, dim]
+        aug = torch.cat([sample + a_mu[:half], a_mu[half:] + n_mu[half:]], dim=0)  # [N, T, dim]
+        h = torch.cat([x, aug], dim=-1)  # [N, T, F]
+        scores = self.cls_head(h)
+
+        return URDMUOutput(
+            scores=scores.view(B, C, T).mean(1),
+            features=h.view(B, C, T, -1).mean(1),
+            A_att=crop_mean(A_att),
+            N_att=crop_mean(N_att),
+            A_Natt=crop_mean(A_Natt),
+            N_Aatt=crop_mean(N_Aatt),
+            triplet_anchor=crop_mean(topk_rows_mean(N_att, x_n)),
+            triplet_positive=crop_mean(topk_rows_mean(N_Aatt, x_a)),
+            triplet_negative=crop_mean(topk_rows_mean(A_att, x_a)),
+            kl_mu=mu,
+            kl_logvar=logvar,
+            abnormal_aug_norm=crop_mean(topk_rows_mean(A_att, a_mu[half:])).norm(dim=-1),
+            normal_aug_norm=crop_mean(topk_rows_mean(N_att, sample)).norm(dim=-1),
+        )
+
+
+def load_released(path: str | Path, input_dim: int | None = None) -> URDMU:
+    """Load a released UR-DMU checkpoint (a plain state_dict) into a `URDMU`, strictly, in eval mode.
+
+    input_dim is read from `embedding.conv_1.0.weight` ([512, D, 3]); when given it must agree.
+    """
+    path = Path(path)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise ValueError(f"{path}: not a UR-DMU checkpoint (expected a plain state_dict of tensors)")
+    conv = state.get("embedding.conv_1.0.weight")
+    if conv is None or conv.dim() != 3:
+        raise ValueError(f"{path}: no 'embedding.conv_1.0.weight' [512, D, 3]; keys: {sorted(state)[:8]}...")
+    if input_dim is not None and input_dim != conv.shape[1]:
+        raise ValueError(f"{path}: checkpoint has input_dim {conv.shape[1]}, but input_dim={input_dim} was asked for")
+    model = URDMU(input_dim=conv.shape[1])
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong_shape = [
+        f"{key} {tuple(state[key].shape)} (expected {tuple(value.shape)})"
+        for key, value in expected.items()
+        if key in state and state[key].shape != value.shape
+    ]
+    if missing or unexpected or wrong_shape:
+        raise ValueError(
+            f"{path}: not a UR-DMU state_dict; missing keys {missing}, unexpected keys {unexpected}, "
+            f"wrong shapes {wrong_shape}"
+        )
+    model.load_state_dict(state, strict=True)
+    return model.eval()

@@ -1,0 +1,814 @@
+"""The GS-MoE training stages, each a function from (config, data, run folder) to a model + test metrics.
+
+    encoder  UR-DMU trained with its MIL objective (the paper's baseline; or loaded from a released checkpoint)
+    tgs      the encoder fine-tuned with L_TGS (Eq. 6); first `warmup_iterations` with L_topk-norm only
+    experts  one expert per class (or per k-means cluster) on the frozen encoder's task-aware features, L_TGS
+    gate     the gate on all training videos, encoder and experts frozen, L_TGS
+
+Every stage writes RUN/<stage>/{config.json, env.json, checkpoint.pt, metrics.json, test_scores.npz, DONE}
+(see `runs.py`). A stage whose DONE file matches its config (which includes the seed, the data and the
+upstream stage's config) is loaded instead of trained again; an interrupted stage resumes from
+RUN/<stage>/checkpoint.partial.pt, with the optimiser, the batch sampler and the RNG restored, so the
+resumed run gives the same numbers as an uninterrupted one.
+
+Decisions where the paper is silent (all are config fields):
+- Iterations, learning rates and weight decays of the TGS, expert and gate stages are not published. The
+  `paper` profile uses the UR-DMU schedule for the encoder (3000 iterations, Adam 1e-4 / 5e-5) and AdamW
+  (the paper's optimiser) at 1e-4 for the others; the `quick` and `tiny` profiles shrink batches,
+  segments and iterations so that the whole pipeline fits a 2-core CPU.
+- "The first epoch" with L_topk-norm only is counted in iterations: one epoch = the iterations needed to
+  draw every abnormal training sample once (`warmup_iterations=None`).
+- Pseudo-labels. Encoder fine-tuning: from the encoder's own scores of the same forward pass, detached
+  ("self"). Experts and gate: by default from the TGS-fine-tuned encoder's scores, computed once
+  (`TGSConfig.source="encoder"`): an expert starts from random weights, so its own early scores carry no
+  information to splat; "self" uses the trained module's own current scores instead.
+- Experts train all at once: each step draws, for every expert, its own batch (normal videos + abnormal
+  videos of its class or cluster), and the stacked experts run each expert on its own batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Iterator, NamedTuple
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from gsmoe_lib import runs
+from gsmoe_lib.data.batching import TrainSet
+from gsmoe_lib.data.layouts import FeatureDataset, FileIndex, detect_dataset_name, open_dataset
+from gsmoe_lib.evaluate import evaluate_dataset, score_dataset
+from gsmoe_lib.losses import k_for_length, urdmu_loss
+from gsmoe_lib.models.experts import Experts
+from gsmoe_lib.models.gate import Gate
+from gsmoe_lib.models.gsmoe import GSMoEModel, combine_experts
+from gsmoe_lib.models.urdmu import URDMU, load_released
+from gsmoe_lib.tgs import TGSConfig, pseudo_labels, tgs_loss
+
+STAGES = ("encoder", "tgs", "experts", "gate")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Configuration
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DataConfig:
+    data_root: str = "data/synthetic-quick"  # features, lists and annotations (see `gsmoe data check`)
+    dataset: str | None = None  # "ucf-crime" | "xd-violence"; None: from DATA_ROOT/gsmoe_dataset.json, else ucf-crime
+    train_list: str | None = None
+    test_list: str | None = None
+    annotations: str | None = None
+    n_segments: int = 200  # UR-DMU pools every training video to 200 segments
+    crops: str = "independent"  # "independent": each crop file is a sample (UR-DMU); "axis": [N, C, S, D]
+
+
+@dataclass
+class EncoderConfig:
+    iterations: int = 3000
+    batch_normal: int = 64
+    batch_abnormal: int = 64
+    lr: float = 1e-4  # Adam, as UR-DMU
+    weight_decay: float = 5e-5
+    init_checkpoint: str | None = None  # a released UR-DMU state_dict: start from it (iterations=0: use as is)
+    checkpoint_every: int = 200
+
+
+@dataclass
+class TGSStageConfig:
+    iterations: int = 1000
+    warmup_iterations: int | None = None  # L_topk-norm only; None = one epoch of abnormal samples
+    batch_normal: int = 64
+    batch_abnormal: int = 64
+    lr: float = 1e-4  # AdamW (the paper's optimiser)
+    weight_decay: float = 1e-4
+    smooth_weight: float = 8e-4  # Sultani et al. / RTFM weights
+    sparse_weight: float = 8e-3
+    tgs: TGSConfig = field(default_factory=TGSConfig)
+    checkpoint_every: int = 200
+
+
+@dataclass
+class ExpertsConfig:
+    kind: str = "class"  # "class": one expert per anomaly class; "cluster": k-means on task-aware features
+    n_clusters: int = 7  # Table 5: 5, 6, 7
+    iterations: int = 1000
+    warmup_iterations: int | None = None
+    batch_normal: int = 64
+    batch_abnormal: int = 64
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    smooth_weight: float = 8e-4
+    sparse_weight: float = 8e-3
+    d_model: int = 192
+    dropout: float = 0.1
+    tgs: TGSConfig = field(default_factory=lambda: TGSConfig(source="encoder"))
+    checkpoint_every: int = 200
+
+
+@dataclass
+class GateConfig:
+    use_features: bool = True  # Table 3: the gate with / without the task-aware features
+    iterations: int = 1000
+    warmup_iterations: int | None = None
+    batch_normal: int = 64
+    batch_abnormal: int = 64
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    smooth_weight: float = 8e-4
+    sparse_weight: float = 8e-3
+    d_model: int = 256
+    dropout: float = 0.1
+    tgs: TGSConfig = field(default_factory=lambda: TGSConfig(source="encoder"))
+    checkpoint_every: int = 200
+
+
+@dataclass
+class PipelineConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    tgs: TGSStageConfig = field(default_factory=TGSStageConfig)
+    experts: ExpertsConfig = field(default_factory=ExpertsConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
+    seed: int = 0
+    device: str = "cpu"
+    amp: str = "none"  # "none" | "bf16" (autocast); see README's performance section
+    expert_combine: str = "max"  # Table 2 "+experts" row without the gate
+
+
+# Profile overrides, as nested dicts over PipelineConfig. "paper" is the paper / UR-DMU scale.
+PROFILES: dict[str, dict[str, Any]] = {
+    "paper": {},
+    "quick": {
+        "data": {"n_segments": 64},
+        "encoder": {"iterations": 150, "batch_normal": 16, "batch_abnormal": 16, "checkpoint_every": 50},
+        "tgs": {"iterations": 80, "batch_normal": 16, "batch_abnormal": 16, "checkpoint_every": 40},
+        "experts": {"iterations": 120, "batch_normal": 16, "batch_abnormal": 16, "checkpoint_every": 40},
+        "gate": {"iterations": 150, "batch_normal": 16, "batch_abnormal": 16, "checkpoint_every": 50},
+    },
+    "tiny": {
+        "data": {"n_segments": 32},
+        "encoder": {"iterations": 12, "batch_normal": 4, "batch_abnormal": 4, "checkpoint_every": 5},
+        "tgs": {"iterations": 8, "warmup_iterations": 2, "batch_normal": 4, "batch_abnormal": 4, "checkpoint_every": 4},
+        "experts": {"iterations": 8, "warmup_iterations": 2, "batch_normal": 4, "batch_abnormal": 4,
+                    "d_model": 64, "checkpoint_every": 4},
+        "gate": {"iterations": 8, "warmup_iterations": 2, "batch_normal": 4, "batch_abnormal": 4, "d_model": 64,
+                 "checkpoint_every": 4},
+    },
+}
+
+
+def _merge(obj: Any, overrides: dict[str, Any], where: str = "config") -> Any:
+    """A copy of dataclass `obj` with nested `overrides` applied; an unknown key is an error naming it."""
+    known = {f.name: f for f in fields(obj)}
+    changes = {}
+    for key, value in overrides.items():
+        if key not in known:
+            raise ValueError(f"unknown {where} key {key!r}; known: {', '.join(sorted(known))}")
+        current = getattr(obj, key)
+        if is_dataclass(current) and isinstance(value, dict):
+            changes[key] = _merge(current, value, f"{where}.{key}")
+        else:
+            changes[key] = value
+    return replace(obj, **changes)
+
+
+def make_config(profile: str = "quick", overrides: dict[str, Any] | None = None) -> PipelineConfig:
+    """PipelineConfig for a profile ("tiny", "quick", "paper") with nested overrides applied on top."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; expected one of {', '.join(PROFILES)}")
+    cfg = _merge(PipelineConfig(), PROFILES[profile])
+    return _merge(cfg, overrides or {})
+
+
+def config_from_dict(d: dict[str, Any]) -> PipelineConfig:
+    """Inverse of dataclasses.asdict for PipelineConfig (TGS configs included)."""
+    d = {k: dict(v) if isinstance(v, dict) else v for k, v in d.items()}
+    for stage in ("tgs", "experts", "gate"):
+        if stage in d and isinstance(d[stage].get("tgs"), dict):
+            d[stage]["tgs"] = TGSConfig.from_dict(d[stage]["tgs"])
+    return _merge(PipelineConfig(), d)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------------------------------
+
+
+class Data(NamedTuple):
+    train: TrainSet  # pooled training samples, on the training device
+    test: FeatureDataset  # the test split, read one video at a time
+    dataset: str
+
+
+def load_data(cfg: DataConfig, device: str = "cpu", progress: bool = True) -> Data:
+    """Open both splits (one directory walk) and pool the training videos once, staged on `device`."""
+    dataset = cfg.dataset or detect_dataset_name(cfg.data_root) or "ucf-crime"
+    index = FileIndex.build(cfg.data_root)
+    kw = dict(train_list=cfg.train_list, test_list=cfg.test_list, annotations=cfg.annotations, file_index=index)
+    train_ds = open_dataset(cfg.data_root, dataset, "train", **kw)
+    test_ds = open_dataset(cfg.data_root, dataset, "test", **kw)
+    train = TrainSet.from_dataset(train_ds, n_segments=cfg.n_segments, crops=cfg.crops, progress=progress)
+    train = replace(train, features=train.features.to(device), labels=train.labels.to(device))
+    return Data(train, test_ds, dataset)
+
+
+def data_identity(cfg: DataConfig) -> dict[str, Any]:
+    """What identifies the data a stage was trained on (goes into every stage's config hash)."""
+    root = Path(cfg.data_root)
+    ident: dict[str, Any] = {**asdict(cfg), "data_root": str(root.resolve())}
+    manifest = root / "gsmoe_dataset.json"
+    if manifest.is_file():  # a synthetic dataset: its generator config and seed identify it
+        ident["manifest_sha"] = runs.config_hash(runs.read_json(manifest))
+    return ident
+
+
+# ---------------------------------------------------------------------------------------------------
+# The training loop shared by all stages
+# ---------------------------------------------------------------------------------------------------
+
+
+class StageResult(NamedTuple):
+    model: torch.nn.Module
+    metrics: dict[str, Any]
+    path: Path
+    skipped: bool  # loaded from a finished stage instead of trained
+
+
+def _autocast(device: str, amp: str):
+    if amp not in ("none", "bf16"):
+        raise ValueError(f"unknown amp mode {amp!r}; expected 'none' or 'bf16'")
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=amp == "bf16")
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def fit(
+    stage: runs.StageDir,
+    config: dict[str, Any],
+    modules: dict[str, torch.nn.Module],
+    optimizer: torch.optim.Optimizer,
+    iterations: int,
+    batches: Iterator[Any],
+    step: Callable[[int, Any], dict[str, torch.Tensor]],
+    checkpoint_every: int,
+    progress: bool = True,
+    log_every: int = 10,
+    on_step: Callable[[int], None] | None = None,
+) -> list[dict[str, float]]:
+    """Run `step(iteration, batch)` for `iterations` steps with resume, and return the loss history.
+
+    `step` does forward, backward and optimizer.step(), and returns detached loss parts; they are read
+    back to the host (a synchronisation) only every `log_every` steps. A partial checkpoint (modules,
+    optimiser, RNG, iteration, history) is written every `checkpoint_every` steps and when the loop is
+    interrupted by any exception (KeyboardInterrupt in Jupyter included); the next call with the same
+    config resumes from it, fast-forwarding `batches` so the sampler continues where it stopped.
+    `on_step(i)` is called after step i (a hook for tests and notebooks).
+    """
+    start, history = 0, []
+    chash = runs.config_hash(config)
+    if stage.partial_checkpoint.exists():
+        ck = runs.load_checkpoint(stage.partial_checkpoint, kind=f"partial-{stage.stage}")
+        if ck["config_hash"] == chash:
+            for name, module in modules.items():
+                module.load_state_dict(ck["modules"][name])
+            optimizer.load_state_dict(ck["optimizer"])
+            _set_rng_state(ck["rng"])
+            start, history = int(ck["iteration"]), list(ck["history"])
+        # a partial checkpoint of another config is ignored and overwritten
+
+    for _ in range(start):  # the sampler's state is its position in the stream
+        next(batches)
+
+    def save_partial(done: int) -> None:
+        runs.save_checkpoint(stage.partial_checkpoint, {
+            "modules": {n: m.state_dict() for n, m in modules.items()},
+            "optimizer": optimizer.state_dict(), "rng": _rng_state(), "iteration": done,
+            "history": history, "config_hash": chash,
+        }, kind=f"partial-{stage.stage}")
+
+    bar = tqdm(range(start, iterations), desc=stage.stage, unit="it", disable=not progress,
+               initial=start, total=iterations)
+    done = start
+    try:
+        for i in bar:
+            parts = step(i, next(batches))
+            done = i + 1
+            if done % log_every == 0 or done == iterations:
+                values = {k: float(v) for k, v in parts.items()}  # one host sync per log_every steps
+                history.append({"iteration": done, **values})
+                bar.set_postfix(loss=f"{values.get('total', float('nan')):.4f}")
+            if checkpoint_every and done % checkpoint_every == 0 and done < iterations:
+                save_partial(done)
+            if on_step is not None:
+                on_step(i)
+    except BaseException:
+        if done > start:
+            save_partial(done)
+        raise
+    return history
+
+
+def _warmup(value: int | None, train: TrainSet, batch_abnormal: int) -> int:
+    if value is not None:
+        return value
+    n_abnormal = int((train.labels == 1).sum())
+    return max(1, math.ceil(n_abnormal / max(1, batch_abnormal)))
+
+
+def _finish(stage: runs.StageDir, config: dict[str, Any], payload: dict[str, Any], kind: str,
+            metrics: dict[str, Any], history: list[dict[str, float]], video_scores: dict[str, np.ndarray],
+            extra_scores: dict[str, dict[str, np.ndarray]] | None = None) -> None:
+    runs.save_checkpoint(stage.checkpoint, payload, kind=kind)
+    runs.write_json(stage.path / "history.json", history)
+    _save_scores(stage.path / "test_scores.npz", video_scores)
+    for name, scores in (extra_scores or {}).items():
+        _save_scores(stage.path / f"test_{name}.npz", scores)
+    stage.finish(config, metrics)
+
+
+def _save_scores(path: Path, scores: dict[str, np.ndarray]) -> None:
+    with runs.atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **scores)
+
+
+def load_scores(path: str | Path) -> dict[str, np.ndarray]:
+    """Per-video test scores written by a stage (name -> [T] or [T, E]), in the test list's order."""
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}
+
+
+def _evaluate(score_fn: Callable, test: FeatureDataset, device: str, amp: str, progress: bool,
+              ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    def fn(x: torch.Tensor):
+        with _autocast(device, amp):
+            out = score_fn(x)
+        return out.float() if isinstance(out, torch.Tensor) else out
+
+    return evaluate_dataset(fn, test, device=device, progress=progress)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Stage 1: the task encoder (UR-DMU, MIL)
+# ---------------------------------------------------------------------------------------------------
+
+
+def _stage_config(cfg: PipelineConfig, stage: str, upstream: str | None) -> dict[str, Any]:
+    return {"stage": stage, "settings": asdict(getattr(cfg, stage)), "data": data_identity(cfg.data),
+            "seed": cfg.seed, "amp": cfg.amp, "upstream": upstream}
+
+
+def new_encoder(input_dim: int) -> URDMU:
+    return URDMU(input_dim=input_dim)
+
+
+def train_encoder(cfg: PipelineConfig, data: Data, run_dir: str | Path, progress: bool = True,
+                  on_step: Callable[[int], None] | None = None) -> StageResult:
+    """UR-DMU with its MIL objective (REFERENCE §2). The paper's baseline row."""
+    ec, device = cfg.encoder, cfg.device
+    stage = runs.StageDir(run_dir, "encoder")
+    config = _stage_config(cfg, "encoder", None)
+    input_dim = data.train.features.shape[-1]
+    if stage.is_done(config):
+        model = new_encoder(input_dim)
+        model.load_state_dict(runs.load_checkpoint(stage.checkpoint, "urdmu")["state_dict"])
+        return StageResult(model.to(device), stage.metrics(), stage.path, True)
+
+    stage.start(config, cfg.seed, device)
+    runs.seed_everything(cfg.seed)
+    model = load_released(ec.init_checkpoint) if ec.init_checkpoint else new_encoder(input_dim)
+    model.to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=ec.lr, weight_decay=ec.weight_decay)
+    train = data.train
+    k = k_for_length(train.features.shape[-2])
+    gen = torch.Generator().manual_seed(cfg.seed)
+    batches = train.sampler(ec.batch_normal, ec.batch_abnormal, generator=gen)
+
+    def step(i: int, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        idx = idx.to(train.features.device)
+        x, labels = train.features[idx].float(), train.labels[idx]  # [B, (C,) S, D], [B] normal half first
+        with _autocast(device, cfg.amp):
+            out = model(x, training_extras=True)
+            loss, parts = urdmu_loss(out, labels, k)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return {**parts, "total": loss.detach()}
+
+    history = fit(stage, config, {"model": model}, optimizer, ec.iterations, batches, step,
+                  ec.checkpoint_every, progress, on_step=on_step)
+    model.eval()
+    metrics, scores = _evaluate(lambda x: model(x).scores, data.test, device, cfg.amp, progress)
+    _finish(stage, config, {"state_dict": model.state_dict(), "input_dim": input_dim}, "urdmu",
+            metrics, history, scores)
+    return StageResult(model, metrics, stage.path, False)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Stage 1b: TGS fine-tuning of the encoder
+# ---------------------------------------------------------------------------------------------------
+
+
+def finetune_tgs(cfg: PipelineConfig, data: Data, encoder: URDMU, run_dir: str | Path, upstream: str,
+                 progress: bool = True, on_step: Callable[[int], None] | None = None) -> StageResult:
+    """Fine-tune a copy of the MIL-trained encoder with L_TGS (Eq. 6); pseudo-labels from its own scores."""
+    tc, device = cfg.tgs, cfg.device
+    stage = runs.StageDir(run_dir, "tgs")
+    config = _stage_config(cfg, "tgs", upstream)
+    model = new_encoder(encoder.input_dim)
+    if stage.is_done(config):
+        model.load_state_dict(runs.load_checkpoint(stage.checkpoint, "urdmu")["state_dict"])
+        return StageResult(model.to(device), stage.metrics(), stage.path, True)
+
+    stage.start(config, cfg.seed, device)
+    runs.seed_everything(cfg.seed)
+    model.load_state_dict(encoder.state_dict())
+    model.to(device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    train = data.train
+    k = k_for_length(train.features.shape[-2])
+    warmup = _warmup(tc.warmup_iterations, train, tc.batch_abnormal)
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    batches = train.sampler(tc.batch_normal, tc.batch_abnormal, generator=gen)
+
+    def step(i: int, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        idx = idx.to(train.features.device)
+        x, labels = train.features[idx].float(), train.labels[idx]
+        with _autocast(device, cfg.amp):
+            scores = model(x, training_extras=False).scores.float()  # [B, S]
+        first_epoch = i < warmup
+        pseudo = torch.zeros_like(scores) if first_epoch else pseudo_labels(scores, tc.tgs)  # detached
+        loss, parts = tgs_loss(scores, labels, pseudo, k, smooth_weight=tc.smooth_weight,
+                               sparse_weight=tc.sparse_weight, topk_only=first_epoch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return parts
+
+    history = fit(stage, config, {"model": model}, optimizer, tc.iterations, batches, step,
+                  tc.checkpoint_every, progress, on_step=on_step)
+    model.eval()
+    metrics, scores = _evaluate(lambda x: model(x).scores, data.test, device, cfg.amp, progress)
+    _finish(stage, config, {"state_dict": model.state_dict(), "input_dim": model.input_dim}, "urdmu",
+            metrics, history, scores)
+    return StageResult(model, metrics, stage.path, False)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Task-aware features of the training set (shared by the expert and gate stages)
+# ---------------------------------------------------------------------------------------------------
+
+
+@torch.inference_mode()
+def encode_train_set(encoder: URDMU, train: TrainSet, device: str, amp: str = "none", chunk: int = 64,
+                     progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """The frozen encoder over every pooled training sample: (features [N, S, F], scores [N, S]).
+
+    With crops on an axis ([N, C, S, D]) the crops are folded into the sample axis, so every crop is a
+    sample for the experts and the gate, as in the independent-crop mode.
+    """
+    encoder.eval()
+    x_all = train.features
+    if x_all.dim() == 4:
+        x_all = x_all.flatten(0, 1)
+    feats, scores = [], []
+    for start in tqdm(range(0, x_all.shape[0], chunk), desc="task-aware features", unit="chunk",
+                      disable=not progress):
+        with _autocast(device, amp):
+            out = encoder(x_all[start:start + chunk].to(device).float(), training_extras=False)
+        feats.append(out.features.float())
+        scores.append(out.scores.float())
+    return torch.cat(feats), torch.cat(scores)
+
+
+def _flat_labels(train: TrainSet) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """labels [N], class_index [N, K], video_index [N] per sample of `encode_train_set`'s output."""
+    labels, classes, videos = train.labels, train.class_index, train.video_index
+    if train.features.dim() == 4:  # crops on an axis: repeat per crop
+        c = train.features.shape[1]
+        labels, classes, videos = (t.repeat_interleave(c, dim=0) for t in (labels, classes, videos))
+    return labels, classes, videos
+
+
+def expert_membership(cfg: ExpertsConfig, train: TrainSet, features: torch.Tensor, seed: int
+                      ) -> tuple[torch.Tensor, list[str]]:
+    """Which abnormal samples train which expert: [N, E] bool, and the experts' names.
+
+    "class": expert e takes the abnormal videos of class e (a multi-label XD video trains every expert of
+    its labels). "cluster" (Table 5): k-means (scikit-learn) on the mean task-aware feature of each
+    anomalous training video; all crops of a video follow their video's cluster.
+    """
+    labels, class_index, video_index = _flat_labels(train)
+    abnormal = (labels.cpu() == 1)
+    if cfg.kind == "class":
+        member = (class_index.cpu() > 0) & abnormal[:, None]
+        return member, list(train.classes)
+    if cfg.kind != "cluster":
+        raise ValueError(f"unknown expert kind {cfg.kind!r}; expected 'class' or 'cluster'")
+    from sklearn.cluster import KMeans
+
+    videos = torch.unique(video_index[abnormal])  # abnormal video ids
+    mean_feat = torch.stack([features[(video_index == v).to(features.device)].mean(dim=(0, 1)).cpu()
+                             for v in videos]).numpy()  # [V_a, F]
+    if cfg.n_clusters > len(videos):
+        raise ValueError(f"{cfg.n_clusters} clusters requested but only {len(videos)} abnormal training videos")
+    km = KMeans(n_clusters=cfg.n_clusters, n_init=10, random_state=seed).fit(mean_feat)
+    cluster_of = {int(v): int(c) for v, c in zip(videos, km.labels_)}
+    member = torch.zeros(len(labels), cfg.n_clusters, dtype=torch.bool)
+    for i, v in enumerate(video_index.tolist()):
+        if v in cluster_of:
+            member[i, cluster_of[v]] = True
+    return member, [f"cluster {c}" for c in range(cfg.n_clusters)]
+
+
+def _per_expert_batches(member: torch.Tensor, normal: torch.Tensor, batch_normal: int, batch_abnormal: int,
+                        generator: torch.Generator) -> Iterator[torch.Tensor]:
+    """Endless index batches [E, batch_normal + batch_abnormal], normal half first, one row per expert.
+
+    Drawn with replacement for all experts at once (one vectorised draw, no loop over experts): row e
+    takes normal samples and abnormal samples of expert e's membership.
+    """
+    E = member.shape[1]
+    pools = [torch.nonzero(member[:, e]).flatten() for e in range(E)]
+    empty = [e for e, p in enumerate(pools) if len(p) == 0]
+    if empty:
+        raise ValueError(f"experts {empty} have no abnormal training samples")
+    sizes = torch.tensor([len(p) for p in pools])  # [E]
+    padded = torch.nn.utils.rnn.pad_sequence(pools, batch_first=True)  # [E, max pool]
+    while True:
+        n = normal[torch.randint(len(normal), (E, batch_normal), generator=generator)]  # [E, Bn]
+        pick = (torch.rand(E, batch_abnormal, generator=generator) * sizes[:, None]).long()  # [E, Ba]
+        yield torch.cat([n, torch.gather(padded, 1, pick)], dim=1)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Stage 2: experts
+# ---------------------------------------------------------------------------------------------------
+
+
+def train_experts(cfg: PipelineConfig, data: Data, encoder: URDMU, run_dir: str | Path, upstream: str,
+                  progress: bool = True, on_step: Callable[[int], None] | None = None,
+                  cache: tuple[torch.Tensor, torch.Tensor] | None = None, stage_name: str = "experts",
+                  ) -> StageResult:
+    """All experts at once on the frozen encoder's task-aware features with L_TGS.
+
+    `cache` = encode_train_set(encoder, ...) when the caller already has it. Metrics: the experts combined
+    by `cfg.expert_combine` without a gate (Table 2's "+experts" row).
+    """
+    xc, device = cfg.experts, cfg.device
+    stage = runs.StageDir(run_dir, stage_name)
+    config = _stage_config(cfg, "experts", upstream)
+    features, enc_scores = cache if cache is not None else encode_train_set(encoder, data.train, device, cfg.amp,
+                                                                           progress=progress)
+    labels, _, _ = _flat_labels(data.train)
+    member, names = expert_membership(xc, data.train, features, cfg.seed)
+    experts = Experts(len(names), features.shape[-1], d_model=xc.d_model, dropout=xc.dropout)
+    if stage.is_done(config):
+        experts.load_state_dict(runs.load_checkpoint(stage.checkpoint, "experts")["state_dict"])
+        return StageResult(experts.to(device), stage.metrics(), stage.path, True)
+
+    stage.start(config, cfg.seed, device)
+    runs.seed_everything(cfg.seed)
+    experts.reset_parameters()
+    experts.to(device).train()
+    optimizer = torch.optim.AdamW(experts.parameters(), lr=xc.lr, weight_decay=xc.weight_decay)
+    k = k_for_length(features.shape[1])
+    warmup = _warmup(xc.warmup_iterations, data.train, xc.batch_abnormal)
+    from_encoder = xc.tgs.source == "encoder"
+    pseudo_all = pseudo_labels(enc_scores, xc.tgs) if from_encoder else None  # [N, S]
+    normal = torch.nonzero(labels.cpu() == 0).flatten()
+    gen = torch.Generator().manual_seed(cfg.seed + 2)
+    batches = _per_expert_batches(member, normal, xc.batch_normal, xc.batch_abnormal, gen)
+    labels = labels.to(device)
+    E = len(names)
+
+    def step(i: int, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        idx = idx.to(features.device)  # [E, B]
+        x = features[idx]  # [E, B, S, F]: expert e's own batch
+        with _autocast(device, cfg.amp):
+            scores = experts(x).float()  # [B, S, E]
+        flat = scores.permute(2, 0, 1).reshape(E * idx.shape[1], -1)  # [E·B, S]
+        y = labels[idx].reshape(-1)  # [E·B]
+        first_epoch = i < warmup
+        if first_epoch:
+            pseudo = torch.zeros_like(flat)
+        elif from_encoder:
+            pseudo = pseudo_all[idx].reshape(flat.shape)
+        else:
+            pseudo = pseudo_labels(flat, xc.tgs)
+        loss, parts = tgs_loss(flat, y, pseudo, k, smooth_weight=xc.smooth_weight,
+                               sparse_weight=xc.sparse_weight, topk_only=first_epoch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return parts
+
+    history = fit(stage, config, {"experts": experts}, optimizer, xc.iterations, batches, step,
+                  xc.checkpoint_every, progress, on_step=on_step)
+    experts.eval()
+    model = GSMoEModel(encoder, experts, None).eval()
+    metrics, scores = _evaluate(lambda x: model(x, combine=cfg.expert_combine).scores, data.test, device,
+                                cfg.amp, progress)
+    metrics["expert_names"] = names
+    metrics["expert_combine"] = cfg.expert_combine
+    payload = {"state_dict": experts.state_dict(), "names": names, "n_experts": E,
+               "feature_dim": int(features.shape[-1]), "d_model": xc.d_model, "dropout": xc.dropout}
+    _finish(stage, config, payload, "experts", metrics, history, scores)
+    return StageResult(experts, metrics, stage.path, False)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Stage 3: gate
+# ---------------------------------------------------------------------------------------------------
+
+
+@torch.inference_mode()
+def _expert_scores(experts: Experts, features: torch.Tensor, device: str, amp: str, chunk: int = 64
+                   ) -> torch.Tensor:
+    experts.eval()
+    out = []
+    for start in range(0, features.shape[0], chunk):
+        with _autocast(device, amp):
+            out.append(experts(features[start:start + chunk]).float())
+    return torch.cat(out)  # [N, S, E]
+
+
+def train_gate(cfg: PipelineConfig, data: Data, encoder: URDMU, experts: Experts, run_dir: str | Path,
+               upstream: str, progress: bool = True, on_step: Callable[[int], None] | None = None,
+               cache: tuple[torch.Tensor, torch.Tensor] | None = None, stage_name: str = "gate",
+               ) -> StageResult:
+    """The gate on all training samples with L_TGS; encoder and experts frozen (their outputs are cached)."""
+    gc, device = cfg.gate, cfg.device
+    stage = runs.StageDir(run_dir, stage_name)
+    config = _stage_config(cfg, "gate", upstream)
+    E = experts.n_experts
+    gate = Gate(E, encoder.feature_dim, d_model=gc.d_model, use_features=gc.use_features, dropout=gc.dropout)
+    full = GSMoEModel(encoder, experts, gate)
+    if stage.is_done(config):
+        gate.load_state_dict(runs.load_checkpoint(stage.checkpoint, "gate")["state_dict"])
+        return StageResult(full.to(device).eval(), stage.metrics(), stage.path, True)
+
+    stage.start(config, cfg.seed, device)
+    features, enc_scores = cache if cache is not None else encode_train_set(encoder, data.train, device, cfg.amp,
+                                                                           progress=progress)
+    expert_scores = _expert_scores(experts, features, device, cfg.amp)  # [N, S, E]
+    runs.seed_everything(cfg.seed)
+    gate = Gate(E, encoder.feature_dim, d_model=gc.d_model, use_features=gc.use_features, dropout=gc.dropout)
+    full = GSMoEModel(encoder, experts, gate)
+    gate.to(device).train()
+    optimizer = torch.optim.AdamW(gate.parameters(), lr=gc.lr, weight_decay=gc.weight_decay)
+    labels, _, _ = _flat_labels(data.train)
+    labels = labels.to(device)
+    k = k_for_length(features.shape[1])
+    warmup = _warmup(gc.warmup_iterations, data.train, gc.batch_abnormal)
+    from_encoder = gc.tgs.source == "encoder"
+    pseudo_all = pseudo_labels(enc_scores, gc.tgs) if from_encoder else None
+    flat_train = replace(data.train, features=features, labels=labels.cpu()) if data.train.features.dim() == 4 \
+        else data.train
+    gen = torch.Generator().manual_seed(cfg.seed + 3)
+    batches = flat_train.sampler(gc.batch_normal, gc.batch_abnormal, generator=gen)
+
+    def step(i: int, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        idx = idx.to(features.device)
+        with _autocast(device, cfg.amp):
+            scores = gate(expert_scores[idx], features[idx] if gc.use_features else None).scores.float()
+        first_epoch = i < warmup
+        if first_epoch:
+            pseudo = torch.zeros_like(scores)
+        elif from_encoder:
+            pseudo = pseudo_all[idx]
+        else:
+            pseudo = pseudo_labels(scores, gc.tgs)
+        loss, parts = tgs_loss(scores, labels[idx], pseudo, k, smooth_weight=gc.smooth_weight,
+                               sparse_weight=gc.sparse_weight, topk_only=first_epoch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return parts
+
+    history = fit(stage, config, {"gate": gate}, optimizer, gc.iterations, batches, step,
+                  gc.checkpoint_every, progress, on_step=on_step)
+    full.eval()
+
+    def score_fn(x: torch.Tensor):
+        out = full(x)
+        return out.scores, out.expert_scores
+
+    video_scores, expert_video_scores = _score_with_extra(score_fn, data.test, device, cfg.amp, progress)
+    metrics = _metrics_of(video_scores, data.test)
+    payload = {"state_dict": gate.state_dict(), "n_experts": E, "feature_dim": encoder.feature_dim,
+               "d_model": gc.d_model, "use_features": gc.use_features, "dropout": gc.dropout}
+    _finish(stage, config, payload, "gate", metrics, history, video_scores,
+            {"expert_scores": expert_video_scores})
+    return StageResult(full, metrics, stage.path, False)
+
+
+def _score_with_extra(score_fn: Callable, test: FeatureDataset, device: str, amp: str, progress: bool):
+    def fn(x: torch.Tensor):
+        with _autocast(device, amp):
+            s, e = score_fn(x)
+        return s.float(), e.float()
+
+    return score_dataset(fn, test, device=device, progress=progress, return_extra=True)
+
+
+def _metrics_of(video_scores: dict[str, np.ndarray], test: FeatureDataset) -> dict[str, Any]:
+    from gsmoe_lib.metrics import classwise_auc, evaluate_scores
+
+    frame_labels = {v.name: test.frame_labels(i) for i, v in enumerate(test.videos)}
+    abnormal = {v.name: bool(v.label) for v in test.videos}
+    metrics = evaluate_scores(video_scores, frame_labels, abnormal)
+    metrics["classwise"] = classwise_auc(video_scores, frame_labels, {v.name: tuple(v.classes) for v in test.videos},
+                                         classes=list(test.classes))
+    return metrics
+
+
+# ---------------------------------------------------------------------------------------------------
+# The whole pipeline
+# ---------------------------------------------------------------------------------------------------
+
+
+def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, stages: tuple[str, ...] = STAGES,
+                 progress: bool = True, data: Data | None = None) -> dict[str, StageResult]:
+    """Run (or load, when finished with the same config) the stages in order; returns stage -> result."""
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        raise ValueError(f"unknown stages {unknown}; expected a subset of {STAGES}")
+    run_dir = Path(run_dir)
+    runs.write_json(run_dir / "pipeline_config.json", cfg)
+    data = data or load_data(cfg.data, cfg.device, progress)
+    results: dict[str, StageResult] = {}
+    results["encoder"] = train_encoder(cfg, data, run_dir, progress)
+    encoder = results["encoder"].model
+    upstream = runs.config_hash(_stage_config(cfg, "encoder", None))
+    if "tgs" in stages or "experts" in stages or "gate" in stages:
+        results["tgs"] = finetune_tgs(cfg, data, encoder, run_dir, upstream, progress)
+        encoder = results["tgs"].model.eval()
+        upstream = runs.config_hash(_stage_config(cfg, "tgs", upstream))
+    if "experts" in stages or "gate" in stages:
+        cache = encode_train_set(encoder, data.train, cfg.device, cfg.amp, progress=progress)
+        results["experts"] = train_experts(cfg, data, encoder, run_dir, upstream, progress, cache=cache)
+        upstream = runs.config_hash(_stage_config(cfg, "experts", upstream))
+        if "gate" in stages:
+            results["gate"] = train_gate(cfg, data, encoder, results["experts"].model.eval(), run_dir, upstream,
+                                         progress, cache=cache)
+    return results
+
+
+# ---------------------------------------------------------------------------------------------------
+# CLI: gsmoe train
+# ---------------------------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-root", default=None, help="dataset folder (default: the profile's synthetic data)")
+    parser.add_argument("--dataset", choices=("ucf-crime", "xd-violence"), default=None)
+    parser.add_argument("--train-list", default=None)
+    parser.add_argument("--test-list", default=None)
+    parser.add_argument("--annotations", default=None)
+    parser.add_argument("--profile", choices=tuple(PROFILES), default="quick")
+    parser.add_argument("--stages", default=",".join(STAGES), help="comma-separated subset of " + ",".join(STAGES))
+    parser.add_argument("--run", required=True, help="run folder")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--amp", choices=("none", "bf16"), default="none")
+    parser.add_argument("--init-encoder", default=None, help="released UR-DMU checkpoint to start from")
+    parser.add_argument("--tgs-config", default=None, help="JSON file of TGSConfig (from the TGS tuner)")
+    parser.add_argument("--config", default=None, help="JSON file of nested PipelineConfig overrides")
+
+
+def run(args: argparse.Namespace) -> int:
+    overrides: dict[str, Any] = runs.read_json(args.config) if args.config else {}
+    cfg = make_config(args.profile, overrides)
+    data_root = args.data_root or f"data/synthetic-{'tiny' if args.profile == 'tiny' else 'quick'}"
+    cfg = replace(cfg, seed=args.seed, device=args.device, amp=args.amp,
+                  data=replace(cfg.data, data_root=data_root, dataset=args.dataset, train_list=args.train_list,
+                               test_list=args.test_list, annotations=args.annotations))
+    if args.init_encoder:
+        cfg = replace(cfg, encoder=replace(cfg.encoder, init_checkpoint=args.init_encoder))
+    if args.tgs_config:
+        tgs_cfg = TGSConfig.from_json(Path(args.tgs_config).read_text())
+        cfg = replace(cfg, tgs=replace(cfg.tgs, tgs=replace(tgs_cfg, source="self")))
+    results = run_pipeline(cfg, args.run, tuple(s for s in args.stages.split(",") if s))
+    for name, res in results.items():
+        m = res.metrics
+        print(f"{name:8s} AUC {m['auc']:.4f}  AUC_A {m['auc_abnormal']:.4f}  AP {m['ap']:.4f}  "
+              f"AP_A {m['ap_abnormal']:.4f}{'  (loaded)' if res.skipped else ''}")
+    return 0

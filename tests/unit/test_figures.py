@@ -1,0 +1,61 @@
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from gsmoe_lib import figures  # noqa: E402
+from gsmoe_lib.tgs import TGSConfig  # noqa: E402
+
+t = np.arange(100)
+SCORES = 0.05 + 0.8 * np.exp(-((t - 30) ** 2) / (2 * 8**2)) + 0.4 * np.exp(-((t - 75) ** 2) / 8)
+GT = ((t >= 20) & (t < 42)).astype(np.uint8)
+
+
+def test_save_figure_is_byte_identical_and_atomic(tmp_path):
+    fig = figures.plot_tgs_explain(SCORES, TGSConfig(), gt=GT)
+    first = figures.save_figure(fig, tmp_path / "a" / "tgs")
+    contents = {p.name: p.read_bytes() for p in first}
+    second = figures.save_figure(fig, tmp_path / "a" / "tgs")
+    plt.close(fig)
+    assert [p.name for p in first] == ["tgs.png", "tgs.pdf"] == [p.name for p in second]
+    for p in second:
+        assert p.stat().st_size > 0 and p.read_bytes() == contents[p.name]
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["tgs.pdf", "tgs.png"]  # no temp files
+    assert contents["tgs.png"].startswith(b"\x89PNG") and contents["tgs.pdf"].startswith(b"%PDF")
+
+
+def test_save_figure_rejects_unknown_format(tmp_path):
+    fig = plt.figure()
+    with pytest.raises(ValueError, match="jpg"):
+        figures.save_figure(fig, tmp_path / "x", formats=("jpg",))
+    plt.close(fig)
+
+
+def test_plot_tgs_explain_labels_and_content():
+    fig = figures.plot_tgs_explain(SCORES, TGSConfig(), gt=GT)
+    assert isinstance(fig, Figure)
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "snippet (16 frames)" and ax.get_ylabel() == "anomaly score"
+    labels = ax.get_legend_handles_labels()[1]
+    assert {"score s", "peaks P_i", "pseudo-label ŷ", "kernels f_i", "ground truth"} <= set(labels)
+    plt.close(fig)
+
+
+def test_plot_tgs_explain_on_given_axes_and_flat_curve():
+    fig, ax = plt.subplots()
+    assert figures.plot_tgs_explain(np.zeros(50), TGSConfig(), ax=ax) is fig
+    assert "0 kernel" in ax.get_title()
+    plt.close(fig)
+
+
+def test_plot_sigma_interpretations_one_panel_each():
+    cfgs = {name: TGSConfig(sigma_mode=name) for name in ("temporal", "score", "width")}
+    fig = figures.plot_sigma_interpretations(SCORES, cfgs, gt=GT)
+    assert isinstance(fig, Figure) and len(fig.axes) == 3
+    for ax, name in zip(fig.axes, cfgs):
+        assert ax.get_xlabel() == "snippet (16 frames)" and name in ax.get_title()
+    plt.close(fig)
