@@ -139,3 +139,208 @@ def evaluate_dataset(
         video_scores, frame_labels, video_classes, normal_videos=normal_videos, classes=list(dataset.classes)
     )
     return metrics, video_scores
+
+
+# ---------------------------------------------------------------------------------------------------
+# Class-wise analysis: subsets of a split, expert masking (Table 4), snippet representations (Figure 5),
+# kernels against top-k (Figures 2 and 6)
+# ---------------------------------------------------------------------------------------------------
+
+
+class Subset:
+    """A view of some videos of a split (indices into `dataset.videos`), usable wherever a split is."""
+
+    def __init__(self, dataset: SplitLike, indices: Sequence[int]) -> None:
+        self.dataset = dataset
+        self.indices = list(indices)
+        self.videos = [dataset.videos[i] for i in self.indices]
+        self.classes = dataset.classes
+
+    def load(self, i: int) -> np.ndarray:
+        return self.dataset.load(self.indices[i])  # [C, T, D]
+
+    def frame_labels(self, i: int) -> np.ndarray:
+        return self.dataset.frame_labels(self.indices[i])  # [T*16]
+
+
+def class_videos(dataset: SplitLike, cls: str) -> list[int]:
+    """Indices of the videos of anomaly class `cls` (a multi-label XD video counts for each of its classes)."""
+    return [i for i, v in enumerate(dataset.videos) if cls in v.classes]
+
+
+def expert_masking(
+    model: torch.nn.Module,
+    dataset: SplitLike,
+    expert_names: Sequence[str],
+    device: str | torch.device = "cpu",
+    classes: Sequence[str] | None = None,
+    progress: bool = False,
+) -> dict[str, dict[str, float]]:
+    """Table 4: each class's class-wise AUC with all experts, and with that class's expert zeroed.
+
+    model: a `models.gsmoe.GSMoEModel` (anything whose forward takes `expert_mask` [E] and returns an
+    output with `.scores` [1, T]). expert_names: the experts' names, in the model's expert order; only
+    class experts have a class to re-measure, so every name must be a class of the split (cluster experts
+    are an error). The mask zeroes expert e's scores before the gate (`Gate.expert_mask`), the other
+    experts' scores reach the gate unchanged.
+    Cost: one unmasked pass over the abnormal videos of the reported classes, then one masked pass per
+    class over that class's videos only. AUCs as `metrics.classwise_auc` with normal_videos="none".
+    Returns class -> {"unmasked": auc, "masked": auc} (fractions), for `classes` (default: every expert
+    whose class has test videos), in expert order.
+    """
+    names = list(expert_names)
+    not_classes = [n for n in names if n not in dataset.classes]
+    if not_classes:
+        raise ValueError(f"expert masking needs class experts; experts {not_classes} are not classes of the "
+                         f"split ({', '.join(dataset.classes)})")
+    if classes is None:
+        classes = [c for c in names if class_videos(dataset, c)]
+    missing = [c for c in classes if c not in names]
+    if missing:
+        raise ValueError(f"no expert for classes {missing}; experts: {names}")
+    empty = [c for c in classes if not class_videos(dataset, c)]
+    if empty:
+        raise ValueError(f"classes {empty} have no test videos to measure")
+    device = torch.device(device)
+
+    def scorer(mask: torch.Tensor | None) -> ScoreFn:
+        return lambda x: model(x, expert_mask=mask).scores
+
+    def class_auc(video_scores: dict[str, np.ndarray], sub: Subset, cls: str) -> float:
+        labels = {v.name: sub.frame_labels(i) for i, v in enumerate(sub.videos)}
+        vcls = {v.name: tuple(v.classes) for v in sub.videos}
+        return classwise_auc(video_scores, labels, vcls, classes=[cls])[cls]
+
+    abnormal = Subset(dataset, sorted({i for c in classes for i in class_videos(dataset, c)}))
+    unmasked = score_dataset(scorer(None), abnormal, device=device, progress=progress)
+    result: dict[str, dict[str, float]] = {}
+    for cls in classes:
+        sub = Subset(dataset, class_videos(dataset, cls))
+        mask = torch.ones(len(names), device=device)
+        mask[names.index(cls)] = 0.0
+        masked = score_dataset(scorer(mask), sub, device=device, progress=progress)
+        result[cls] = {
+            "unmasked": class_auc({v.name: unmasked[v.name] for v in sub.videos}, sub, cls),
+            "masked": class_auc(masked, sub, cls),
+        }
+    return result
+
+
+def snippet_labels(frame_labels: np.ndarray, factor: int = 16) -> np.ndarray:
+    """Snippet-level ground truth [T] bool from frame labels [T*factor]: the majority of the snippet's frames."""
+    fl = np.asarray(frame_labels).ravel()
+    if fl.size % factor:
+        raise ValueError(f"{fl.size} frame labels are not a whole number of {factor}-frame snippets")
+    return fl.reshape(-1, factor).mean(axis=1) >= 0.5
+
+
+def snippet_representations(
+    model: torch.nn.Module,
+    baseline: torch.nn.Module,
+    dataset: SplitLike,
+    device: str | torch.device = "cpu",
+    anomalous_only: bool = True,
+    progress: bool = False,
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """Per-snippet representations of the abnormal test videos for the t-SNE of Figure 5.
+
+    Three panels, each [N, *] over the same N snippets (crop-averaged):
+      "baseline": the baseline encoder's task-aware features [N, F] (`URDMU.features` of the MIL encoder);
+      "experts":  the E experts' score vectors [N, E]: what the experts hand to the gate (the experts have
+                  no shared embedding space: each has its own d_model space, so the scores are their common
+                  output);
+      "gate":     the gate's fused embedding [N, d] (`GateOutput.embedding`).
+    model: a GSMoEModel with a gate; baseline: a URDMU. anomalous_only: keep the snippets inside the
+    ground-truth windows (`snippet_labels`) only; else every snippet of the abnormal videos.
+    Returns (panels, classes [N] (a multi-label video's first class), video names [N]).
+    """
+    device = torch.device(device)
+    panels: dict[str, list[np.ndarray]] = {"baseline": [], "experts": [], "gate": []}
+    classes, videos = [], []
+    model.eval()
+    baseline.eval()
+    indices = [i for i, v in enumerate(dataset.videos) if v.label and v.classes]
+    with torch.inference_mode():
+        for i in tqdm(indices, desc="representations", unit="video", disable=not progress):
+            v = dataset.videos[i]
+            x = torch.from_numpy(np.require(dataset.load(i), np.float32, ["C", "W"])).to(device)  # [C, T, D]
+            base = baseline(x, training_extras=False).features.mean(0)  # [T, F]: crops averaged
+            out = model(x[None])  # GSMoEOutput, [1, T, ...]
+            keep = snippet_labels(dataset.frame_labels(i)) if anomalous_only else np.ones(x.shape[1], bool)
+            panels["baseline"].append(base.float().cpu().numpy()[keep])
+            panels["experts"].append(out.expert_scores[0].float().cpu().numpy()[keep])
+            panels["gate"].append(out.embedding[0].float().cpu().numpy()[keep])
+            classes += [v.classes[0]] * int(keep.sum())
+            videos += [v.name] * int(keep.sum())
+    if not classes:
+        raise ValueError("no anomalous snippets in the split's abnormal videos: nothing to embed")
+    return {k: np.concatenate(p) for k, p in panels.items()}, np.asarray(classes), np.asarray(videos)
+
+
+def tsne_panels(
+    panels: dict[str, np.ndarray], labels: np.ndarray, seed: int = 0, max_points: int = 2000,
+    perplexity: float = 30.0,
+) -> tuple[dict[str, np.ndarray], dict[str, float], np.ndarray]:
+    """2-D t-SNE of each panel over the same seeded subsample of at most `max_points` snippets.
+
+    Returns (name -> xy [M, 2], name -> silhouette score of the classes in the *original* space (cosine),
+    index [M] of the kept snippets). The silhouette is NaN with fewer than two classes. Perplexity is
+    lowered to (M - 1) / 3 on small sets, as t-SNE requires perplexity < M.
+    """
+    from sklearn.manifold import TSNE
+    from sklearn.metrics import silhouette_score
+
+    n = len(labels)
+    rng = np.random.default_rng(seed)
+    keep = np.sort(rng.choice(n, size=min(n, max_points), replace=False))
+    y = labels[keep]
+    perp = max(1.0, min(perplexity, (len(keep) - 1) / 3.0))
+    xy, sil = {}, {}
+    for name, X in panels.items():
+        Xk = np.asarray(X, dtype=np.float64)[keep]
+        xy[name] = TSNE(n_components=2, perplexity=perp, init="pca", random_state=seed).fit_transform(Xk)
+        ok = 2 <= len(set(y.tolist())) < len(y)
+        sil[name] = float(silhouette_score(Xk, y, metric="cosine")) if ok else float("nan")
+    return xy, sil, keep
+
+
+def kernel_topk_coverage(
+    video_scores: dict[str, np.ndarray], frame_labels: dict[str, np.ndarray], cfg: Any, cover: float = 0.5
+) -> dict[str, float]:
+    """How much of the ground truth TGS kernels reach compared with MIL's top-k snippets (Figures 2 and 6).
+
+    For each video: top-k = the k = T // 16 + 1 highest-scoring snippets (UR-DMU's k, `losses.k_for_length`); kernels = the
+    snippets whose TGS pseudo-label ŷ (from the same scores, `tgs.TGSConfig` `cfg`) is >= `cover`.
+    Pooled over the videos: recall = covered ground-truth snippets / ground-truth snippets (`snippet_labels`),
+    precision = covered ground-truth snippets / covered snippets. Returns
+    topk_recall, kernel_recall, topk_precision, kernel_precision, n_gt_snippets.
+    """
+    from gsmoe_lib.losses import k_for_length
+    from gsmoe_lib.tgs import explain
+
+    hits = {"topk": [0, 0], "kernel": [0, 0]}  # [covered gt, covered]
+    n_gt = 0
+    for name, s in video_scores.items():
+        s = np.asarray(s, dtype=np.float64)
+        gt = snippet_labels(frame_labels[name])
+        if gt.size != s.size:
+            raise ValueError(f"video {name!r}: {s.size} scores but {gt.size} snippets of labels")
+        k = min(s.size, k_for_length(s.size))
+        topk = np.zeros(s.size, bool)
+        topk[np.argsort(-s, kind="stable")[:k]] = True
+        kernel = explain(s, cfg)["y"] >= cover
+        n_gt += int(gt.sum())
+        for key, sel in (("topk", topk), ("kernel", kernel)):
+            hits[key][0] += int((sel & gt).sum())
+            hits[key][1] += int(sel.sum())
+
+    def ratio(a: int, b: int) -> float:
+        return a / b if b else float("nan")
+
+    return {
+        "topk_recall": ratio(hits["topk"][0], n_gt),
+        "kernel_recall": ratio(hits["kernel"][0], n_gt),
+        "topk_precision": ratio(*hits["topk"]),
+        "kernel_precision": ratio(*hits["kernel"]),
+        "n_gt_snippets": n_gt,
+    }

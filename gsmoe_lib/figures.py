@@ -114,3 +114,127 @@ def plot_sigma_interpretations(
         ax.get_legend().remove()
     fig.tight_layout()
     return fig
+
+
+# ---------------------------------------------------------------------------------------------------
+# Analysis figures (notebooks 30, 40, 41) and the alarm-threshold explorer (notebook 51)
+# ---------------------------------------------------------------------------------------------------
+
+
+def plot_classwise_auc(rows: dict[str, dict[str, float]], title: str = "Class-wise AUC") -> Figure:
+    """Figure 4: grouped bars of the class-wise AUC (fractions, shown in percent), one group per class.
+
+    rows: series name (e.g. "baseline", "GS-MoE") -> class -> AUC; the classes of the first series set the order.
+    """
+    if not rows:
+        raise ValueError("plot_classwise_auc: give at least one series")
+    classes = list(next(iter(rows.values())))
+    x = np.arange(len(classes))
+    width = 0.8 / len(rows)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(classes) + 2), 3.6))
+    for j, (name, values) in enumerate(rows.items()):
+        heights = [100.0 * float(values.get(c, np.nan)) for c in classes]
+        ax.bar(x + (j - (len(rows) - 1) / 2) * width, heights, width, label=name)
+    ax.axhline(50.0, color="0.5", lw=0.8, ls=":", label="chance (50)")
+    ax.set_xticks(x, classes, rotation=45, ha="right")
+    ax.set_ylabel("frame-level AUC (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title(title)
+    ax.legend(fontsize="small", frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    return fig
+
+
+def plot_tsne(
+    xy: dict[str, np.ndarray], labels: np.ndarray, scores: dict[str, float] | None = None
+) -> Figure:
+    """Figure 5: one t-SNE panel per representation ([M, 2] each), points colored by class (labels [M])."""
+    classes = sorted(set(np.asarray(labels).tolist()))
+    cmap = plt.get_cmap("tab20", max(len(classes), 1))
+    fig, axes = plt.subplots(1, len(xy), figsize=(4.2 * len(xy), 4.2), squeeze=False)
+    for ax, (name, pts) in zip(axes[0], xy.items()):
+        for k, c in enumerate(classes):
+            sel = np.asarray(labels) == c
+            ax.scatter(pts[sel, 0], pts[sel, 1], s=6, color=cmap(k), label=c, alpha=0.8)
+        extra = f" (silhouette {scores[name]:.2f})" if scores and name in scores else ""
+        ax.set_title(f"{name}{extra}")
+        ax.set_xlabel("t-SNE 1")
+        ax.set_ylabel("t-SNE 2")
+    axes[0, -1].legend(fontsize="x-small", frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                       markerscale=2)
+    fig.tight_layout()
+    return fig
+
+
+def plot_topk_vs_kernels(scores: np.ndarray, gt: np.ndarray | None, k: int, cfg: TGSConfig,
+                         title: str = "") -> Figure:
+    """Figure 2: a score curve [T], the top-k snippets MIL supervises, and the TGS kernels over them."""
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    s = np.asarray(scores, dtype=np.float64)
+    e = explain(s, cfg)
+    t = np.arange(s.size)
+    _shade_ground_truth(ax, gt)
+    ax.plot(t, s, color="black", lw=1.2, label="score s")
+    top = np.argsort(-s, kind="stable")[:k]
+    ax.plot(top, s[top], "o", color="tab:red", ms=4, label=f"top-{k} snippets (MIL)")
+    for i in range(len(e["peaks"])):
+        ax.fill_between(t, 0, e["f"][i], color="tab:green", alpha=0.3, label="TGS kernels f_i" if i == 0 else None)
+    ax.set_xlabel(SNIPPET_LABEL)
+    ax.set_ylabel(SCORE_LABEL)
+    ax.set_ylim(-0.03, 1.05)
+    ax.set_title(title or "top-k snippets vs TGS kernels")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def plot_kernel_heatmaps(videos: dict[str, tuple[np.ndarray, np.ndarray]]) -> Figure:
+    """Figure 6: per video, its kernel activation ŷ [T] as a heatmap row above its ground truth [T] row."""
+    if not videos:
+        raise ValueError("plot_kernel_heatmaps: give at least one video")
+    fig, axes = plt.subplots(len(videos), 1, figsize=(8, 1.1 * len(videos) + 0.6), squeeze=False)
+    for ax, (name, (y, gt)) in zip(axes[:, 0], videos.items()):
+        img = np.vstack([np.asarray(y, dtype=np.float64), np.asarray(gt, dtype=np.float64)])  # [2, T]
+        im = ax.imshow(img, aspect="auto", cmap="magma", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_yticks([0, 1], ["kernels ŷ", "ground truth"], fontsize="small")
+        ax.set_title(name, fontsize="small", loc="left")
+        ax.set_xlabel(SNIPPET_LABEL if ax is axes[-1, 0] else "")
+    fig.colorbar(im, ax=axes[:, 0].tolist(), label="activation", shrink=0.8)
+    return fig
+
+
+def plot_alarm_explorer(
+    scores: np.ndarray, frame_labels: np.ndarray, threshold: float, curve: dict[str, np.ndarray],
+    thresholds: np.ndarray, name: str = "",
+) -> Figure:
+    """The alarm-threshold explorer: one video's scores vs ground truth, and the metrics against the threshold.
+
+    scores [T] and frame_labels [T*16] of the chosen video; curve: `metrics.operating_curve` over `thresholds`.
+    """
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.4), gridspec_kw={"width_ratios": [3, 2]})
+    s = np.asarray(scores, dtype=np.float64)
+    gt = np.asarray(frame_labels).reshape(s.size, -1).mean(axis=1) >= 0.5  # [T] snippet ground truth
+    t = np.arange(s.size)
+    _shade_ground_truth(ax1, gt)
+    ax1.plot(t, s, color="black", lw=1.2, label="score")
+    ax1.axhline(threshold, color="tab:red", lw=1, ls="--", label=f"threshold {threshold:.3f}")
+    alarm = s >= threshold
+    ax1.fill_between(t, 0, 1, where=alarm, step="mid", color="tab:red", alpha=0.15, label="alarm")
+    ax1.set_xlabel(SNIPPET_LABEL)
+    ax1.set_ylabel(SCORE_LABEL)
+    ax1.set_ylim(-0.03, 1.05)
+    ax1.set_title(name or "timeline")
+    ax1.legend(fontsize="x-small", frameon=False, loc="upper right")
+    for key, color in (("precision", "tab:blue"), ("recall", "tab:orange"), ("f1", "tab:green")):
+        ax2.plot(thresholds, curve[key], color=color, label=key)
+    ax2.axvline(threshold, color="tab:red", lw=1, ls="--")
+    ax2.set_xlabel("threshold (anomaly score)")
+    ax2.set_ylabel("frame-level fraction")
+    ax2.set_ylim(-0.03, 1.05)
+    fa = ax2.twinx()
+    fa.plot(thresholds, curve["false_alarms_per_hour"], color="tab:purple", ls=":", label="false alarms / h")
+    fa.set_ylabel("false alarms per hour of video")
+    lines = ax2.get_lines()[:3] + fa.get_lines()
+    ax2.legend(lines, [ln.get_label() for ln in lines], fontsize="x-small", frameon=False, loc="center left")
+    fig.tight_layout()
+    return fig

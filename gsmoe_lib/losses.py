@@ -18,8 +18,8 @@ with the memory attentions and the other inputs produced by `URDMU` in training 
 `gsmoe_lib.models.urdmu`). It relies on UR-DMU's batch convention: the first half of the batch is normal,
 the second half abnormal; the memory terms use that structure, the labels are used by the MIL term only.
 
-Every BCE is computed in float32 with the log clamped at -100 (what `torch.nn.BCELoss` does), written out
-by hand because `F.binary_cross_entropy` refuses to run under CUDA autocast. Nothing here calls `.item()`:
+Every BCE is `torch.nn.BCELoss`'s (log clamped at -100, bounded gradient at saturated scores) computed in
+float32 with autocast switched off locally, so the loss is the same under bf16 autocast. Nothing here calls `.item()`:
 the parts come back as detached tensors and the training loop decides when to synchronise.
 
 `smoothness` and `sparsity` are Sultani et al.'s (2018) regularisers, averaged over the abnormal videos of
@@ -51,16 +51,18 @@ def topk_mean(scores: Tensor, k: int) -> Tensor:
     return scores.topk(k, dim=-1).values.mean(-1)
 
 
-def bce(p: Tensor, target: Tensor | float) -> Tensor:
-    """Binary cross-entropy averaged over all elements, as `torch.nn.BCELoss` (log clamped at -100).
+def bce(p: Tensor, target: Tensor | float, reduction: str = "mean") -> Tensor:
+    """`torch.nn.BCELoss` in float32, whatever the dtype of `p` and whether autocast is on.
 
-    Computed in float32 whatever the dtype of `p`, so it is safe under bf16 / fp16 autocast.
+    BCELoss clamps the log at -100 and bounds its gradient where a score saturates at exactly 0 or 1
+    (frequent in bf16); a hand-written log would give a NaN gradient there. It refuses to run under CUDA
+    autocast, hence the local switch-off.
     """
     p = p.float()
-    target = torch.as_tensor(target, dtype=torch.float32, device=p.device).expand_as(p)
-    log_p = torch.log(p).clamp(min=-100.0)
-    log_1mp = torch.log1p(-p).clamp(min=-100.0)
-    return -(target * log_p + (1.0 - target) * log_1mp).mean()
+    # A scalar target becomes a fill on p's device (a tensor made from a Python float would be a host copy).
+    target = target.float().expand_as(p) if isinstance(target, Tensor) else torch.full_like(p, float(target))
+    with torch.autocast(device_type=p.device.type, enabled=False):
+        return F.binary_cross_entropy(p, target, reduction=reduction)
 
 
 def _masked_mean(per_video: Tensor, mask: Tensor) -> Tensor:
@@ -84,8 +86,7 @@ def topk_normal_loss(scores: Tensor, labels: Tensor, k: int) -> Tensor:
     scores [B, T]; labels [B]. Abnormal videos contribute nothing (TGS fine-tuning supervises them with
     pseudo-labels instead); a batch without normal videos gives 0.
     """
-    p = topk_mean(scores, k).float()
-    per_video = -torch.log1p(-p).clamp(min=-100.0)  # BCE against target 0, [B]
+    per_video = bce(topk_mean(scores, k), 0.0, reduction="none")  # [B]
     return _masked_mean(per_video, labels == 0)
 
 

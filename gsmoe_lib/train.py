@@ -812,3 +812,57 @@ def run(args: argparse.Namespace) -> int:
         print(f"{name:8s} AUC {m['auc']:.4f}  AUC_A {m['auc_abnormal']:.4f}  AP {m['ap']:.4f}  "
               f"AP_A {m['ap_abnormal']:.4f}{'  (loaded)' if res.skipped else ''}")
     return 0
+
+
+# ---------------------------------------------------------------------------------------------------
+# Conveniences for the notebooks and the sweep
+# ---------------------------------------------------------------------------------------------------
+
+
+def default_data_root(profile: str) -> str:
+    """Where `gsmoe reproduce` builds the synthetic default for a profile (relative to the project root)."""
+    return f"data/synthetic-{'tiny' if profile == 'tiny' else 'quick'}"
+
+
+def seed_run_dir(run_dir: str | Path, seed: int) -> Path:
+    """RUN/seed-<s>: the training run folder of one seed."""
+    return Path(run_dir) / f"seed-{seed}"
+
+
+def config_for(profile: str, data_root: str = "", dataset: str = "", seed: int = 0, device: str = "cpu",
+               overrides: dict[str, Any] | None = None) -> PipelineConfig:
+    """PipelineConfig from the notebooks' common parameters ("" means: the default)."""
+    cfg = make_config(profile, overrides)
+    return replace(cfg, seed=seed, device=device,
+                   data=replace(cfg.data, data_root=data_root or default_data_root(profile), dataset=dataset or None))
+
+
+def run_variant(cfg: PipelineConfig, run_dir: str | Path, name: str, experts: dict[str, Any] | None = None,
+                gate: dict[str, Any] | None = None, data: Data | None = None, progress: bool = True,
+                ) -> dict[str, StageResult]:
+    """An ablation on top of the main pipeline: experts and / or gate with other settings, in their own stages.
+
+    `experts` overrides (e.g. {"kind": "cluster", "n_clusters": 5}) train a new set of experts in stage
+    `experts-<name>`; without them the main `experts` stage is reused. `gate` overrides (e.g.
+    {"use_features": False}) train the gate in stage `gate-<name>`. The encoder and TGS stages are the
+    main pipeline's (trained first if missing). Returns {"experts": ..., "gate": ...}.
+    """
+    run_dir = Path(run_dir)
+    data = data or load_data(cfg.data, cfg.device, progress)
+    main = run_pipeline(cfg, run_dir, ("encoder", "tgs") if experts else STAGES[:3], progress, data)
+    encoder = main["tgs"].model.eval()
+    upstream = runs.config_hash(_stage_config(cfg, "tgs", runs.config_hash(_stage_config(cfg, "encoder", None))))
+    cache = encode_train_set(encoder, data.train, cfg.device, cfg.amp, progress=progress)
+    out: dict[str, StageResult] = {}
+    if experts:
+        vcfg = replace(cfg, experts=_merge(cfg.experts, experts, "experts"))
+        out["experts"] = train_experts(vcfg, data, encoder, run_dir, upstream, progress, cache=cache,
+                                       stage_name=f"experts-{name}")
+    else:
+        vcfg = cfg
+        out["experts"] = main["experts"]
+    upstream = runs.config_hash(_stage_config(vcfg, "experts", upstream))
+    vcfg = replace(vcfg, gate=_merge(vcfg.gate, gate or {}, "gate"))
+    out["gate"] = train_gate(vcfg, data, encoder, out["experts"].model.eval(), run_dir, upstream, progress,
+                             cache=cache, stage_name=f"gate-{name}")
+    return out

@@ -136,7 +136,7 @@ class GLAttention(nn.Module):
         # The local kernel mixes time only, so it applies to all heads at once.
         loc = torch.matmul(local_kernel(T, t.device, t.dtype), t)  # [N, T, heads * dim_head]
         loc = loc.view(N, T, self.heads, self.dim_head)
-        out = torch.cat([loc.to(glob.dtype), glob], dim=-1)  # per head [global, local]
+        out = torch.cat([glob, loc.to(glob.dtype)], dim=-1)  # per head [global, local]
         return self.to_out(out.reshape(N, T, 2 * self.heads * self.dim_head))
 
 

@@ -1,0 +1,500 @@
+"""`gsmoe bench`: how fast each training stage steps and how fast a UCF-Crime-sized test set is scored.
+
+What is measured (synthetic values throughout: speed does not depend on what the numbers mean):
+
+    encoder   one UR-DMU MIL step: forward with the training extras, `urdmu_loss`, backward, Adam
+              (paper batch 64 normal + 64 abnormal samples x 200 segments x D = 1024)
+    tgs       one TGS fine-tuning step of the encoder: forward, pseudo-labels from its own detached scores
+              (on the host, scipy), `tgs_loss`, backward, AdamW; the pseudo-label call is also timed on its own
+    experts   one step of all E = 13 experts at once, each on its own batch [E, 64 + 64, 200, F = 1024]
+              gathered from cached task-aware features, pseudo-labels precomputed (source "encoder")
+    gate      one gate step on cached expert scores [128, 200, E] and features [128, 200, F]
+    score     the 290 UCF-Crime test videos with their real lengths (T = floor(frames / 16), 69,364
+              snippets), 10 crops, features [C, T, D] held in host memory, scored three ways:
+                urdmu_per_crop   UR-DMU, one crop per forward pass (what the official test script does)
+                urdmu_all_crops  UR-DMU, the 10 crops of a video in one pass
+                gsmoe            encoder + 13 experts + gate (`models.gsmoe.GSMoEModel`), all crops in one pass
+              Videos are never batched together (attention spans the whole video, so padding would change
+              the scores); the test order is kept; each video is copied to the device once, results stay on
+              the device until the end (no host synchronisation per video) and are read back once.
+
+The training steps repeat the step bodies of `train.py` (same modules, losses and call order) on batches
+drawn from a pool of samples already on the device, as `train.load_data` stages them.
+Decision: the pool holds 512 samples (not the 16,100 crops of UCF-Crime, 13 GB at D = 1024): a step
+gathers its batch from the pool exactly as training does, so its cost does not depend on the pool's size.
+
+Timing: `--warmup` untimed steps, then `--steps` timed ones. On CUDA each step is bracketed by CUDA events
+and the device is synchronised once after the timed region; on the CPU each step is timed with
+perf_counter. Memory: peak resident host memory of the process so far (getrusage, cumulative over the
+stages of a run) and the peak device memory of each stage (torch.cuda.max_memory_allocated, reset per stage).
+
+`--small` shrinks every size so that the whole benchmark runs in seconds on a CPU (the test suite runs it).
+Options: `--amp none|bf16` (autocast), `--tf32` (TF32 matmuls and convolutions on CUDA), `--device`.
+The JSON holds the machine and versions (`runs.environment_record`), the settings, the load average
+before and after (timings on a shared machine are only as good as its load) and one record per measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from gsmoe_lib import runs
+from gsmoe_lib.losses import k_for_length, urdmu_loss
+from gsmoe_lib.models.experts import Experts
+from gsmoe_lib.models.gate import Gate
+from gsmoe_lib.models.gsmoe import GSMoEModel
+from gsmoe_lib.models.urdmu import URDMU
+from gsmoe_lib.tgs import TGSConfig, pseudo_labels, tgs_loss
+
+STAGES = ("encoder", "tgs", "experts", "gate", "score")
+ANNOTATIONS = Path(__file__).parent / "data" / "resources" / "ucf_crime" / "UCF_Annotation_urdmu_with_framecounts.txt"
+
+# The bar to clear (issue 5, REFERENCE §9): the official UR-DMU code, fp32, on the machines we use.
+OFFICIAL_URDMU = {
+    "one_h100": {"encoder_step_s": 0.034, "score_per_crop_s": 7.1, "score_all_crops_s": 1.6},
+    "two_core_cpu": {"encoder_step_s": 7.2, "score_per_crop_s": 81.0, "score_per_crop_snippets_per_s": 855.0},
+    "paper_gsmoe_rtx_a4500": {"score_s": 55.0, "training_hours": 3.0},
+}
+
+
+def ucf_test_lengths() -> tuple[int, ...]:
+    """Snippets per UCF-Crime test video, T = floor(frames / 16), in the annotation file's order (290 videos)."""
+    lengths = []
+    for number, line in enumerate(ANNOTATIONS.read_text().splitlines(), 1):
+        tokens = line.split()
+        if not tokens:
+            continue
+        if len(tokens) < 2 or not tokens[1].isdigit():
+            raise ValueError(f"{ANNOTATIONS}:{number}: expected 'video frames class ...', got {line!r}")
+        lengths.append(int(tokens[1]) // 16)
+    return tuple(lengths)
+
+
+@dataclass(frozen=True)
+class BenchSizes:
+    """Every size the benchmark uses; `paper()` is the default, `small()` runs in seconds."""
+
+    input_dim: int = 1024  # D (I3D)
+    urdmu_dim: int = 512
+    urdmu_heads: int = 4
+    urdmu_dim_head: int = 128
+    urdmu_mlp_dim: int = 512
+    batch_normal: int = 64  # encoder, TGS and gate steps
+    batch_abnormal: int = 64
+    segments: int = 200  # S
+    pool: int = 512  # training samples staged on the device, batches are gathered from them
+    n_experts: int = 13  # E (UCF-Crime classes)
+    expert_batch_normal: int = 64  # per expert
+    expert_batch_abnormal: int = 64
+    expert_d_model: int = 192
+    gate_d_model: int = 256
+    gate_ffn_hidden: int = 1024
+    crops: int = 10  # C of the test set
+    test_lengths: tuple[int, ...] = ()  # T per test video; () = the UCF-Crime test set
+
+    @classmethod
+    def paper(cls) -> "BenchSizes":
+        return cls(test_lengths=ucf_test_lengths())
+
+    @classmethod
+    def small(cls) -> "BenchSizes":
+        return cls(input_dim=32, urdmu_dim=32, urdmu_heads=2, urdmu_dim_head=16, urdmu_mlp_dim=32,
+                   batch_normal=4, batch_abnormal=4, segments=32, pool=16, n_experts=3, expert_batch_normal=2,
+                   expert_batch_abnormal=2, expert_d_model=16, gate_d_model=16, gate_ffn_hidden=32, crops=2,
+                   test_lengths=(37, 9, 64, 20))
+
+    @property
+    def feature_dim(self) -> int:  # F = 2 * dim, the encoder's task-aware features
+        return 2 * self.urdmu_dim
+
+    def encoder(self) -> URDMU:
+        return URDMU(self.input_dim, dim=self.urdmu_dim, heads=self.urdmu_heads, dim_head=self.urdmu_dim_head,
+                     mlp_dim=self.urdmu_mlp_dim)
+
+    def experts(self) -> Experts:
+        return Experts(self.n_experts, self.feature_dim, d_model=self.expert_d_model)
+
+    def gate(self) -> Gate:
+        return Gate(self.n_experts, self.feature_dim, d_model=self.gate_d_model, ffn_hidden=self.gate_ffn_hidden)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Timing and memory
+# ---------------------------------------------------------------------------------------------------
+
+
+def _autocast(device: torch.device, amp: str):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp == "bf16")
+
+
+def _host_peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def _reset_device_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _device_peak_mb(device: torch.device) -> float | None:
+    return torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+
+
+def time_steps(step: Callable[[], Any], steps: int, warmup: int, device: torch.device) -> list[float]:
+    """Seconds of each of `steps` timed calls of `step`, after `warmup` untimed ones."""
+    for _ in range(warmup):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(steps)]
+        for start, end in events:
+            start.record()
+            step()
+            end.record()
+        torch.cuda.synchronize(device)
+        return [start.elapsed_time(end) / 1000 for start, end in events]
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def _step_record(times: list[float], samples_per_step: int, device: torch.device, **extra: Any) -> dict[str, Any]:
+    mean = statistics.fmean(times)
+    return {
+        "step_s": mean, "step_s_median": statistics.median(times), "step_s_min": min(times), "steps": len(times),
+        "samples_per_step": samples_per_step, "videos_per_s": samples_per_step / mean,
+        "host_peak_mb": _host_peak_mb(), "device_peak_mb": _device_peak_mb(device), **extra,
+    }
+
+
+# ---------------------------------------------------------------------------------------------------
+# Training steps (the bodies of train.py's steps)
+# ---------------------------------------------------------------------------------------------------
+
+
+class _Pool:
+    """Synthetic training samples on the device and a batch sampler: normal half first, as UR-DMU."""
+
+    def __init__(self, n: int, segments: int, dim: int, device: torch.device, generator: torch.Generator) -> None:
+        self.features = torch.randn(n, segments, dim, generator=generator).to(device)  # [N, S, D]
+        self.labels = (torch.arange(n) >= n // 2).long().to(device)  # [N], first half normal
+        self.n = n
+        self.generator = generator
+
+    def batch(self, normal: int, abnormal: int, rows: int | None = None) -> torch.Tensor:
+        """Indices [normal + abnormal] (or [rows, normal + abnormal]) into the pool, on its device."""
+        shape = (rows,) if rows is not None else ()
+        half = self.n // 2
+        n = torch.randint(0, half, (*shape, normal), generator=self.generator)
+        a = torch.randint(half, self.n, (*shape, abnormal), generator=self.generator)
+        return torch.cat([n, a], dim=-1).to(self.features.device)
+
+
+def _smooth_scores(n: int, t: int, generator: torch.Generator) -> torch.Tensor:
+    """Score curves [n, t] in (0, 1) with a few bumps each: what a trained encoder's scores look like to TGS."""
+    walk = torch.randn(n, t, generator=generator).cumsum(-1) / 3  # [n, t]
+    return torch.sigmoid(walk - walk.mean(-1, keepdim=True))
+
+
+def bench_encoder(sizes: BenchSizes, device: torch.device, amp: str, steps: int, warmup: int,
+                  gen: torch.Generator) -> dict[str, Any]:
+    pool = _Pool(sizes.pool, sizes.segments, sizes.input_dim, device, gen)
+    model = sizes.encoder().to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=5e-5)
+    k = k_for_length(sizes.segments)
+
+    def step() -> None:
+        idx = pool.batch(sizes.batch_normal, sizes.batch_abnormal)
+        x, labels = pool.features[idx], pool.labels[idx]  # [B, S, D], [B]
+        with _autocast(device, amp):
+            out = model(x, training_extras=True)
+            loss, _ = urdmu_loss(out, labels, k)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    _reset_device_peak(device)
+    times = time_steps(step, steps, warmup, device)
+    return _step_record(times, sizes.batch_normal + sizes.batch_abnormal, device)
+
+
+def bench_tgs(sizes: BenchSizes, device: torch.device, amp: str, steps: int, warmup: int,
+              gen: torch.Generator) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The TGS fine-tuning step, and the pseudo-label call on its own (scores of the same shape)."""
+    pool = _Pool(sizes.pool, sizes.segments, sizes.input_dim, device, gen)
+    model = sizes.encoder().to(device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4)
+    k = k_for_length(sizes.segments)
+    cfg = TGSConfig()
+
+    def step() -> None:
+        idx = pool.batch(sizes.batch_normal, sizes.batch_abnormal)
+        x, labels = pool.features[idx], pool.labels[idx]
+        with _autocast(device, amp):
+            scores = model(x, training_extras=False).scores.float()  # [B, S]
+        pseudo = pseudo_labels(scores, cfg)  # host round trip: scipy peak detection
+        loss, _ = tgs_loss(scores, labels, pseudo, k)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    _reset_device_peak(device)
+    times = time_steps(step, steps, warmup, device)
+    record = _step_record(times, sizes.batch_normal + sizes.batch_abnormal, device)
+
+    # Pseudo-labels alone, on curves with a few bumps each (a fresh model's scores are nearly flat and would
+    # understate the peak detection's work), for the TGS batch and for the experts' batch with source "self".
+    pseudo = {}
+    for name, rows in (("tgs_batch", sizes.batch_normal + sizes.batch_abnormal),
+                       ("experts_batch_self", sizes.n_experts * (sizes.expert_batch_normal + sizes.expert_batch_abnormal))):
+        curves = _smooth_scores(rows, sizes.segments, gen).to(device)
+        t = time_steps(lambda: pseudo_labels(curves, cfg), steps, min(warmup, 1), device)
+        pseudo[name] = {"call_s": statistics.fmean(t), "call_s_min": min(t), "curves": rows}
+    pseudo["fraction_of_tgs_step"] = pseudo["tgs_batch"]["call_s"] / record["step_s"]
+    return record, pseudo
+
+
+def bench_experts(sizes: BenchSizes, device: torch.device, amp: str, steps: int, warmup: int,
+                  gen: torch.Generator) -> dict[str, Any]:
+    pool = _Pool(sizes.pool, sizes.segments, sizes.feature_dim, device, gen)  # cached task-aware features
+    pseudo_all = pseudo_labels(_smooth_scores(sizes.pool, sizes.segments, gen), TGSConfig()).to(device)  # [N, S]
+    experts = sizes.experts().to(device).train()
+    optimizer = torch.optim.AdamW(experts.parameters(), lr=1e-4, weight_decay=1e-4)
+    k = k_for_length(sizes.segments)
+    E = sizes.n_experts
+
+    def step() -> None:
+        idx = pool.batch(sizes.expert_batch_normal, sizes.expert_batch_abnormal, rows=E)  # [E, B]
+        x = pool.features[idx]  # [E, B, S, F]: expert e's own batch
+        with _autocast(device, amp):
+            scores = experts(x).float()  # [B, S, E]
+        flat = scores.permute(2, 0, 1).reshape(E * idx.shape[1], -1)  # [E·B, S]
+        y = pool.labels[idx].reshape(-1)  # [E·B]
+        loss, _ = tgs_loss(flat, y, pseudo_all[idx].reshape(flat.shape), k)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    _reset_device_peak(device)
+    times = time_steps(step, steps, warmup, device)
+    per_expert = sizes.expert_batch_normal + sizes.expert_batch_abnormal
+    return _step_record(times, E * per_expert, device, per_expert_batch=per_expert, n_experts=E)
+
+
+def bench_gate(sizes: BenchSizes, device: torch.device, amp: str, steps: int, warmup: int,
+               gen: torch.Generator) -> dict[str, Any]:
+    pool = _Pool(sizes.pool, sizes.segments, sizes.feature_dim, device, gen)
+    expert_scores = torch.rand(sizes.pool, sizes.segments, sizes.n_experts, generator=gen).to(device)  # [N, S, E]
+    pseudo_all = pseudo_labels(_smooth_scores(sizes.pool, sizes.segments, gen), TGSConfig()).to(device)
+    gate = sizes.gate().to(device).train()
+    optimizer = torch.optim.AdamW(gate.parameters(), lr=1e-4, weight_decay=1e-4)
+    k = k_for_length(sizes.segments)
+
+    def step() -> None:
+        idx = pool.batch(sizes.batch_normal, sizes.batch_abnormal)
+        with _autocast(device, amp):
+            scores = gate(expert_scores[idx], pool.features[idx]).scores.float()  # [B, S]
+        loss, _ = tgs_loss(scores, pool.labels[idx], pseudo_all[idx], k)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    _reset_device_peak(device)
+    times = time_steps(step, steps, warmup, device)
+    return _step_record(times, sizes.batch_normal + sizes.batch_abnormal, device)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Test-set scoring
+# ---------------------------------------------------------------------------------------------------
+
+
+def synthetic_test_set(sizes: BenchSizes, device: torch.device, gen: torch.Generator) -> list[torch.Tensor]:
+    """One host tensor [C, T, D] per test video (pinned when scoring on CUDA, so copies can run asynchronously)."""
+    videos = []
+    for T in sizes.test_lengths:
+        x = torch.randn(sizes.crops, T, sizes.input_dim, generator=gen)
+        videos.append(x.pin_memory() if device.type == "cuda" else x)
+    return videos
+
+
+def score_test_set(score_video: Callable[[torch.Tensor], torch.Tensor], videos: list[torch.Tensor],
+                   device: torch.device) -> tuple[list[np.ndarray], float]:
+    """Score every video in order: (scores [T] per video on the host, seconds from host features to host scores).
+
+    score_video(x [C, T, D] on the device) -> [T]. Results stay on the device until every video is done.
+    """
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        out = [score_video(x.to(device, non_blocking=True)) for x in videos]
+        lengths = [len(s) for s in out]
+        flat = torch.cat(out).float().cpu().numpy()  # one read-back (synchronises)
+    seconds = time.perf_counter() - t0
+    return list(np.split(flat, np.cumsum(lengths)[:-1])), seconds
+
+
+def bench_scoring(sizes: BenchSizes, device: torch.device, amp: str, warmup: int, gen: torch.Generator,
+                  modes: tuple[str, ...] = ("urdmu_per_crop", "urdmu_all_crops", "gsmoe")) -> dict[str, Any]:
+    videos = synthetic_test_set(sizes, device, gen)
+    encoder = sizes.encoder().to(device).eval()
+    full = GSMoEModel(encoder, sizes.experts(), sizes.gate()).to(device).eval()
+
+    def per_crop(x: torch.Tensor) -> torch.Tensor:  # x [C, T, D]
+        with _autocast(device, amp):
+            return torch.stack([encoder(x[c : c + 1]).scores[0] for c in range(x.shape[0])]).float().mean(0)
+
+    def all_crops(x: torch.Tensor) -> torch.Tensor:
+        with _autocast(device, amp):
+            return encoder(x[None]).scores[0].float()
+
+    def gsmoe(x: torch.Tensor) -> torch.Tensor:
+        with _autocast(device, amp):
+            return full(x[None]).scores[0].float()
+
+    functions = {"urdmu_per_crop": per_crop, "urdmu_all_crops": all_crops, "gsmoe": gsmoe}
+    snippets = sum(sizes.test_lengths)
+    results: dict[str, Any] = {}
+    for mode in modes:
+        fn = functions[mode]
+        warm = sorted(videos, key=lambda v: v.shape[1])[len(videos) // 2 : len(videos) // 2 + warmup]  # mid-length
+        score_test_set(fn, warm, device)
+        _reset_device_peak(device)
+        scores, seconds = score_test_set(fn, videos, device)
+        if [len(s) for s in scores] != list(sizes.test_lengths):
+            raise RuntimeError(f"scoring mode {mode}: got {len(scores)} videos of the wrong lengths")
+        results[f"score_{mode}"] = {
+            "total_s": seconds, "snippets_per_s": snippets / seconds, "videos": len(videos), "snippets": snippets,
+            "crops": sizes.crops, "host_peak_mb": _host_peak_mb(), "device_peak_mb": _device_peak_mb(device),
+        }
+    if "urdmu_all_crops" in modes and "gsmoe" in modes:
+        results["score_gsmoe"]["vs_urdmu_all_crops"] = (
+            results["score_gsmoe"]["total_s"] / results["score_urdmu_all_crops"]["total_s"])
+    return results
+
+
+# ---------------------------------------------------------------------------------------------------
+# The whole benchmark
+# ---------------------------------------------------------------------------------------------------
+
+
+def run_benchmark(device: str = "cpu", amp: str = "none", tf32: bool = False, steps: int = 5, warmup: int = 2,
+                  stages: tuple[str, ...] = STAGES, small: bool = False, seed: int = 0,
+                  sizes: BenchSizes | None = None) -> dict[str, Any]:
+    """Run the chosen stages and return the JSON-ready record (environment, settings, results)."""
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        raise ValueError(f"unknown benchmark stages {unknown}; expected a subset of {', '.join(STAGES)}")
+    if amp not in ("none", "bf16"):
+        raise ValueError(f"unknown amp mode {amp!r}; expected 'none' or 'bf16'")
+    if steps < 1 or warmup < 0:
+        raise ValueError(f"need steps >= 1 and warmup >= 0, got steps={steps}, warmup={warmup}")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: CUDA is not available on this machine")
+    sizes = sizes or (BenchSizes.small() if small else BenchSizes.paper())
+    runs.seed_everything(seed)
+    gen = torch.Generator().manual_seed(seed)
+    tf32_before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
+    record: dict[str, Any] = {
+        "environment": runs.environment_record(seed, device),
+        "settings": {"device": device, "amp": amp, "tf32": tf32, "steps": steps, "warmup": warmup,
+                     "stages": list(stages), "small": small, "sizes": asdict(replace(sizes, test_lengths=()))
+                     | {"test_videos": len(sizes.test_lengths), "test_snippets": sum(sizes.test_lengths)}},
+        "load_average_before": list(os.getloadavg()),
+        "official_urdmu": OFFICIAL_URDMU,
+        "results": {},
+    }
+    results = record["results"]
+    try:
+        for stage in stages:
+            if stage == "encoder":
+                results["encoder"] = bench_encoder(sizes, dev, amp, steps, warmup, gen)
+            elif stage == "tgs":
+                results["tgs"], results["tgs_pseudo_labels"] = bench_tgs(sizes, dev, amp, steps, warmup, gen)
+            elif stage == "experts":
+                results["experts"] = bench_experts(sizes, dev, amp, steps, warmup, gen)
+            elif stage == "gate":
+                results["gate"] = bench_gate(sizes, dev, amp, steps, warmup, gen)
+            else:
+                results.update(bench_scoring(sizes, dev, amp, warmup, gen))
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32_before
+    record["load_average_after"] = list(os.getloadavg())
+    return record
+
+
+def format_table(record: dict[str, Any]) -> str:
+    """The results as a readable table (times in seconds or milliseconds, throughput, peak memory)."""
+    s, env = record["settings"], record["environment"]
+    lines = [
+        f"gsmoe bench  device={s['device']} ({env.get('gpu') or env.get('cpu')}, {env.get('cpu_count')} cores)  "
+        f"amp={s['amp']} tf32={s['tf32']} small={s['small']}  torch {env.get('torch')}",
+        f"load average before {record['load_average_before'][0]:.2f}, after {record['load_average_after'][0]:.2f}",
+        f"{'measurement':28s} {'time':>12s} {'throughput':>22s} {'host peak':>11s} {'device peak':>12s}",
+    ]
+
+    def mem(r: dict[str, Any]) -> str:
+        dev = r.get("device_peak_mb")
+        return f"{r['host_peak_mb']:9.0f}MB {'' if dev is None else f'{dev:10.0f}MB'}"
+
+    for name, r in record["results"].items():
+        if "step_s" in r:
+            lines.append(f"{name + ' step':28s} {r['step_s'] * 1000:10.1f}ms {r['videos_per_s']:14.1f} videos/s "
+                         f"{mem(r)}")
+        elif "total_s" in r:
+            extra = f"  ({r['vs_urdmu_all_crops']:.2f}x UR-DMU all crops)" if "vs_urdmu_all_crops" in r else ""
+            lines.append(f"{name:28s} {r['total_s']:11.2f}s {r['snippets_per_s']:12.0f} snippets/s "
+                         f"{mem(r)}{extra}")
+        elif name == "tgs_pseudo_labels":
+            for key in ("tgs_batch", "experts_batch_self"):
+                p = r[key]
+                lines.append(f"{'pseudo-labels ' + key:28s} {p['call_s'] * 1000:10.1f}ms {p['curves']:14d} curves")
+            lines.append(f"{'  share of a TGS step':28s} {r['fraction_of_tgs_step'] * 100:10.1f}%")
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--amp", choices=("none", "bf16"), default="none", help="autocast precision")
+    parser.add_argument("--tf32", action="store_true", help="allow TF32 matmuls and convolutions (CUDA)")
+    parser.add_argument("--steps", type=int, default=5, help="timed training steps per stage")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps (and warm-up videos) first")
+    parser.add_argument("--stages", default=",".join(STAGES), help="comma-separated subset of " + ",".join(STAGES))
+    parser.add_argument("--small", action="store_true", help="tiny sizes that run in seconds (the tests use it)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--json", default=None, help="write the record to this JSON file")
+
+
+def run(args: argparse.Namespace) -> int:
+    stages = tuple(s for s in args.stages.split(",") if s)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)  # before the environment record, which reports it
+    try:
+        record = run_benchmark(args.device, args.amp, args.tf32, args.steps, args.warmup, stages, args.small, args.seed)
+    except ValueError as err:
+        print(f"gsmoe bench: {err}", file=sys.stderr)
+        return 2
+    print(format_table(record))
+    if args.json:
+        runs.write_json(args.json, record)
+        print(f"wrote {args.json}")
+    return 0

@@ -1,0 +1,246 @@
+"""Inference with a finished run: the `GSMoE` detector object and the `gsmoe score` command.
+
+`GSMoE.from_run(RUN)` rebuilds the trained detector from a run folder written by `gsmoe_lib.train`:
+
+    RUN[/seed-<s>]/tgs/checkpoint.pt        the TGS-fine-tuned task encoder (kind "urdmu")
+    RUN[/seed-<s>]/experts*/checkpoint.pt   the experts (kind "experts", with their names)
+    RUN[/seed-<s>]/gate*/checkpoint.pt      the gate (kind "gate")
+
+Which experts belong to a gate is not guessed from folder names: a stage's config records the config hash
+of the stage it was trained on ("upstream"), and every finished stage's DONE file holds its own hash, so an
+ablation gate (`gate-<name>`) finds the experts it was trained with, and a gate trained on other experts
+or another encoder is a clear error rather than a silently mismatched model.
+
+`GSMoE.score(features)` returns the final score of every snippet **and every expert's score**, so a user
+sees which anomaly class drove a detection (the explainability the paper's conclusion asks for): the
+strongest expert of a snippet is the expert with the highest score there.
+
+`gsmoe score --run RUN FEATURES.npy ...` writes one CSV per features file (`<stem>_scores.csv`) with the
+columns snippet, start_frame, end_frame (frames 16t .. 16t+15 of snippet t), score, strongest_expert, one
+column per expert (its name), and `alarm` (0 / 1: score >= threshold) when `--operating-point` names the
+JSON file written by the alarm-threshold explorer (notebook 51, `widgets.AlarmExplorer`).
+
+How the shape of a features file is read (D, the feature width, is the run's; each file is one video):
+    [T, D]              one crop (a UCF-Crime per-crop file, an XD-Violence crop file)
+    [C, T, D]           crops first
+    [T, C, D]           crops second (the RTFM per-video layout)
+For a 3-axis file `--layout auto` (default) takes the axis of at most MAX_AUTO_CROPS entries as the crops
+when exactly one of the two leading axes is that small; otherwise the file is ambiguous and the error asks
+for `--layout ctd` or `--layout tcd`. Crops are scored one by one and their scores averaged (REFERENCE §4).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gsmoe_lib import runs
+from gsmoe_lib.metrics import FRAMES_PER_SNIPPET
+from gsmoe_lib.models.experts import Experts
+from gsmoe_lib.models.gate import Gate
+from gsmoe_lib.models.gsmoe import GSMoEModel
+from gsmoe_lib.models.urdmu import URDMU
+
+MAX_AUTO_CROPS = 10  # UCF-Crime has 10 crops, XD-Violence 5: a longer axis is time
+LAYOUTS = ("auto", "ctd", "tcd")
+
+
+@dataclass
+class ScoreResult:
+    """The scores of one video. T snippets, E experts."""
+
+    scores: np.ndarray  # [T] final (gate) anomaly score, in [0, 1]
+    expert_scores: np.ndarray  # [T, E] each expert's score
+    expert_names: list[str]  # [E]
+    strongest_expert: np.ndarray  # [T] the name of the highest-scoring expert at each snippet
+    encoder_scores: np.ndarray  # [T] the task encoder's own score
+
+
+def _done_hash(stage_dir: Path) -> str | None:
+    done = stage_dir / "DONE"
+    return done.read_text().strip() if done.is_file() else None
+
+
+def resolve_run(run_dir: str | Path, seed: int = 0) -> Path:
+    """The training folder holding the stage folders: RUN itself, or RUN/seed-<seed>."""
+    run_dir = Path(run_dir)
+    if (run_dir / "tgs").is_dir():
+        return run_dir
+    seeded = run_dir / f"seed-{seed}"
+    if (seeded / "tgs").is_dir():
+        return seeded
+    raise FileNotFoundError(f"{run_dir}: not a finished run (no tgs/ stage folder in it or in seed-{seed}/); "
+                            "train one with `gsmoe train --run RUN`")
+
+
+class GSMoE:
+    """A trained GS-MoE detector: `GSMoE.from_run(RUN).score(features)`."""
+
+    def __init__(self, model: GSMoEModel, expert_names: list[str], run_dir: Path, device: str = "cpu") -> None:
+        if len(expert_names) != model.experts.n_experts:
+            raise ValueError(f"{len(expert_names)} expert names for {model.experts.n_experts} experts")
+        self.model = model.to(device).eval()
+        self.expert_names = list(expert_names)
+        self.run_dir = run_dir
+        self.device = device
+
+    @property
+    def input_dim(self) -> int:
+        """D, the feature width the run was trained on."""
+        return self.model.encoder.input_dim
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, stage_gate: str = "gate", device: str = "cpu", seed: int = 0) -> "GSMoE":
+        """Load the encoder (tgs stage), the experts the gate was trained on, and the gate `stage_gate`.
+
+        run_dir: RUN or RUN/seed-<s> (RUN holding seed folders: `seed` picks one).
+        """
+        root = resolve_run(run_dir, seed)
+        gate_dir = root / stage_gate
+        if _done_hash(gate_dir) is None:
+            raise FileNotFoundError(f"{gate_dir}: the gate stage has not finished (no DONE file)")
+        # The gate's config names the hash of its experts stage, whose config names its encoder stage.
+        gate_upstream = runs.read_json(gate_dir / "config.json")["upstream"]
+        experts_dirs = [p for p in sorted(root.glob("experts*")) if _done_hash(p) == gate_upstream]
+        if not experts_dirs:
+            raise ValueError(f"{gate_dir}: no finished experts stage in {root} matches the gate's upstream "
+                             f"config {gate_upstream} (retrained or deleted since the gate was trained?)")
+        experts_dir = experts_dirs[0]
+        tgs_dir = root / "tgs"
+        if _done_hash(tgs_dir) != runs.read_json(experts_dir / "config.json")["upstream"]:
+            raise ValueError(f"{experts_dir}: trained on another encoder than {tgs_dir} now holds (retrained since?)")
+
+        enc_ck = runs.load_checkpoint(tgs_dir / "checkpoint.pt", "urdmu")
+        encoder = URDMU(input_dim=int(enc_ck["input_dim"]))
+        encoder.load_state_dict(enc_ck["state_dict"])
+        ex_ck = runs.load_checkpoint(experts_dir / "checkpoint.pt", "experts")
+        experts = Experts(int(ex_ck["n_experts"]), int(ex_ck["feature_dim"]), d_model=int(ex_ck["d_model"]),
+                          dropout=float(ex_ck["dropout"]))
+        experts.load_state_dict(ex_ck["state_dict"])
+        g_ck = runs.load_checkpoint(gate_dir / "checkpoint.pt", "gate")
+        if int(g_ck["n_experts"]) != experts.n_experts:
+            raise ValueError(f"{gate_dir}: gate expects {g_ck['n_experts']} experts, {experts_dir} has "
+                             f"{experts.n_experts}")
+        gate = Gate(int(g_ck["n_experts"]), int(g_ck["feature_dim"]), d_model=int(g_ck["d_model"]),
+                    use_features=bool(g_ck["use_features"]), dropout=float(g_ck["dropout"]))
+        gate.load_state_dict(g_ck["state_dict"])
+        return cls(GSMoEModel(encoder, experts, gate), list(ex_ck["names"]), root, device)
+
+    @torch.inference_mode()
+    def score(self, features: np.ndarray, name: str = "features") -> ScoreResult:
+        """Score one video: features [T, D] (one crop) or [C, T, D] (crops, averaged). `name` for errors."""
+        x = np.asarray(features)
+        if x.ndim == 2:
+            x = x[None]  # [1, T, D]
+        if x.ndim != 3 or x.shape[-1] != self.input_dim or x.shape[1] == 0:
+            raise ValueError(f"{name}: expected features [T, D] or [C, T, D] with D={self.input_dim} "
+                             f"(the run's feature width), got shape {np.asarray(features).shape}")
+        t = torch.from_numpy(np.require(x, np.float32, ["C", "W"])).to(self.device)[None]  # [1, C, T, D]
+        out = self.model(t)
+        expert_scores = out.expert_scores[0].float().cpu().numpy()  # [T, E]
+        names = np.asarray(self.expert_names)
+        return ScoreResult(
+            scores=out.scores[0].float().cpu().numpy(),
+            expert_scores=expert_scores,
+            expert_names=list(self.expert_names),
+            strongest_expert=names[expert_scores.argmax(axis=1)],
+            encoder_scores=out.encoder_scores[0].float().cpu().numpy(),
+        )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Feature files and the CSV
+# ---------------------------------------------------------------------------------------------------
+
+
+def to_crops_first(x: np.ndarray, input_dim: int, layout: str = "auto", name: str = "features") -> np.ndarray:
+    """A features file's array as [C, T, D] (see the module docstring for the rules); errors name `name`."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; expected one of {LAYOUTS}")
+    if x.ndim not in (2, 3) or x.shape[-1] != input_dim:
+        raise ValueError(f"{name}: shape {x.shape}: expected [T, D], [C, T, D] or [T, C, D] with D={input_dim} "
+                         "(the run's feature width)")
+    if x.ndim == 2:
+        return x[None]
+    if layout == "ctd":
+        return x
+    if layout == "tcd":
+        return x.transpose(1, 0, 2)
+    small = [a for a in (0, 1) if x.shape[a] <= MAX_AUTO_CROPS]
+    if len(small) != 1:
+        raise ValueError(f"{name}: shape {x.shape} is ambiguous: cannot tell the crop axis from the time axis; "
+                         "pass --layout ctd ([C, T, D]) or --layout tcd ([T, C, D])")
+    return x if small[0] == 0 else x.transpose(1, 0, 2)
+
+
+def read_operating_point(path: str | Path) -> dict[str, Any]:
+    """The operating point JSON of the alarm-threshold explorer; needs a numeric "threshold"."""
+    op = runs.read_json(path)
+    if not isinstance(op, dict) or not isinstance(op.get("threshold"), (int, float)):
+        raise ValueError(f"{path}: an operating point file needs a numeric 'threshold' "
+                         "(written by notebook 51 / widgets.AlarmExplorer)")
+    return op
+
+
+def write_scores_csv(path: str | Path, result: ScoreResult, threshold: float | None = None) -> Path:
+    """One row per snippet: snippet, start_frame, end_frame, score, strongest_expert, <experts>, [alarm]."""
+    header = ["snippet", "start_frame", "end_frame", "score", "strongest_expert", *result.expert_names]
+    clash = set(result.expert_names) & {"snippet", "start_frame", "end_frame", "score", "strongest_expert", "alarm"}
+    if clash:
+        raise ValueError(f"expert names {sorted(clash)} clash with the CSV's fixed columns")
+    if threshold is not None:
+        header.append("alarm")
+    with runs.atomic_path(path) as tmp:
+        with open(tmp, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(header)
+            for t, s in enumerate(result.scores.tolist()):
+                row = [t, t * FRAMES_PER_SNIPPET, (t + 1) * FRAMES_PER_SNIPPET - 1, f"{s:.6f}",
+                       result.strongest_expert[t], *(f"{e:.6f}" for e in result.expert_scores[t].tolist())]
+                if threshold is not None:
+                    row.append(int(s >= threshold))
+                w.writerow(row)
+    return Path(path)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("features", nargs="+", help="feature files (.npy), one video each: [T, D], [C, T, D] or [T, C, D]")
+    parser.add_argument("--run", required=True, help="finished run folder (RUN or RUN/seed-<s>)")
+    parser.add_argument("--seed", type=int, default=0, help="which RUN/seed-<s> when RUN holds several seeds")
+    parser.add_argument("--gate", default="gate", help="gate stage folder to use (e.g. gate-<variant>)")
+    parser.add_argument("--out", default=None, help="folder for the CSVs (default: beside each features file)")
+    parser.add_argument("--operating-point", default=None,
+                        help="operating point JSON (notebook 51): adds an 'alarm' column, score >= threshold")
+    parser.add_argument("--layout", choices=LAYOUTS, default="auto", help="how to read a 3-axis features file")
+    parser.add_argument("--device", default="cpu")
+
+
+def run(args: argparse.Namespace) -> int:
+    files = [Path(f) for f in args.features]
+    for f in files:
+        if not f.is_file():
+            raise FileNotFoundError(f"{f}: features file not found")
+    outs = [(Path(args.out) if args.out else f.parent) / f"{f.stem}_scores.csv" for f in files]
+    dup = {str(o) for o in outs if outs.count(o) > 1}
+    if dup:
+        raise ValueError(f"several features files would write the same CSV {sorted(dup)}; rename them")
+    threshold = float(read_operating_point(args.operating_point)["threshold"]) if args.operating_point else None
+    detector = GSMoE.from_run(args.run, stage_gate=args.gate, device=args.device, seed=args.seed)
+    for f, out in zip(files, outs):
+        x = to_crops_first(np.load(f, mmap_mode="r"), detector.input_dim, args.layout, str(f))
+        result = detector.score(x, name=str(f))
+        write_scores_csv(out, result, threshold)
+        top = result.strongest_expert[int(result.scores.argmax())]
+        summary = {"file": str(f), "csv": str(out), "snippets": int(result.scores.size),
+                   "max_score": round(float(result.scores.max()), 4), "strongest_expert_at_max": str(top)}
+        if threshold is not None:
+            summary["alarm_snippets"] = int((result.scores >= threshold).sum())
+        print(json.dumps(summary))
+    return 0

@@ -1,0 +1,183 @@
+"""What every notebook of the collection shares: parameter validation, execution, result files.
+
+Conventions (see notebooks/README.md):
+- The first code cell is tagged `parameters` and holds literals only, one per line, `name: type = value  # help`.
+- The second code cell calls `P = validate_parameters(globals())`: papermill only *warns* about a parameter
+  the notebook does not declare, so this is where a typo (`seed=3` for `seeds=3`) or a wrong type becomes an
+  error. It reads the parameters cell and papermill's injected cell from IPython's input history (`In`).
+- Results leave a notebook as files: `write_result(run_dir, name, obj)` writes RUN/results/<name>.json, which
+  `gsmoe reproduce` merges into results.json / results.md; figures go through `figures.save_figure`.
+"""
+
+from __future__ import annotations
+
+import ast
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+from gsmoe_lib import runs
+
+INJECTED_HEADER = "# Parameters"  # the first line of the cell papermill injects
+
+
+class ParameterError(ValueError):
+    pass
+
+
+def _annotated_assignments(source: str) -> dict[str, tuple[str, Any]]:
+    """name -> (annotation source, literal value) for `name: type = literal` lines of a cell."""
+    out: dict[str, tuple[str, Any]] = {}
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return out
+    for node in tree.body:
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+            out[node.target.id] = (ast.unparse(node.annotation), ast.literal_eval(node.value))
+    return out
+
+
+def _assigned_names(source: str) -> list[str]:
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    names = []
+    for node in tree.body:
+        if isinstance(node, ast.Assign):
+            names += [t.id for t in node.targets if isinstance(t, ast.Name)]
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            names.append(node.target.id)
+    return names
+
+
+def _type_ok(value: Any, annotation: str) -> bool:
+    env = {"Optional": typing.Optional, "List": list, "Dict": dict, "Any": Any}
+    try:
+        tp = eval(annotation, {"__builtins__": __builtins__}, env)  # noqa: S307 - our own notebooks' annotations
+    except Exception:
+        return True  # an annotation we cannot evaluate is documentation only
+    return _isinstance(value, tp)
+
+
+def _isinstance(value: Any, tp: Any) -> bool:
+    if tp is Any:
+        return True
+    if tp is None or tp is type(None):
+        return value is None
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(_isinstance(value, a) for a in typing.get_args(tp))
+    if origin is not None:
+        return isinstance(value, origin)
+    return isinstance(value, tp) if isinstance(tp, type) else True
+
+
+def validate_parameters(namespace: dict[str, Any]) -> types.SimpleNamespace:
+    """Check the injected parameters against the declared ones; return them as a namespace.
+
+    Declared: the first executed cell with `name: type = literal` lines (the `parameters` cell).
+    Injected: papermill's cell (first line "# Parameters"). An injected name that is not declared, or a
+    value whose type does not match the declaration, raises ParameterError naming it.
+    """
+    history = [src for src in namespace.get("In", []) if src]
+    declared: dict[str, tuple[str, Any]] = {}
+    for src in history:
+        declared = _annotated_assignments(src)
+        if declared:
+            break
+    if not declared:
+        raise ParameterError("no parameters cell found: the first code cell must hold `name: type = value` lines")
+    problems = []
+    for src in history:
+        if src.lstrip().startswith(INJECTED_HEADER):
+            for name in _assigned_names(src):
+                if name not in declared:
+                    problems.append(f"unknown parameter {name!r} (declared: {', '.join(sorted(declared))})")
+    for name, (annotation, _) in declared.items():
+        value = namespace.get(name)
+        if not _type_ok(value, annotation):
+            problems.append(f"parameter {name!r} = {value!r} is not of the declared type {annotation}")
+    if problems:
+        raise ParameterError("; ".join(problems))
+    return types.SimpleNamespace(**{name: namespace[name] for name in declared})
+
+
+def declared_parameters(notebook_path: str | Path) -> dict[str, tuple[str, Any]]:
+    """The parameters a notebook declares: name -> (annotation, default), from its `parameters` cell."""
+    import nbformat
+
+    nb = nbformat.read(str(notebook_path), as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code" and "parameters" in cell.metadata.get("tags", []):
+            return _annotated_assignments(cell.source)
+    raise ParameterError(f"{notebook_path}: no cell tagged 'parameters'")
+
+
+def check_parameters(notebook_path: str | Path, params: dict[str, Any]) -> None:
+    """Validate `params` before running a notebook (the same rules as `validate_parameters`)."""
+    declared = declared_parameters(notebook_path)
+    problems = [f"unknown parameter {n!r}" for n in params if n not in declared]
+    problems += [f"parameter {n!r} = {v!r} is not of the declared type {declared[n][0]}"
+                 for n, v in params.items() if n in declared and not _type_ok(v, declared[n][0])]
+    if problems:
+        raise ParameterError(f"{Path(notebook_path).name}: " + "; ".join(problems))
+
+
+class NotebookFailed(RuntimeError):
+    pass
+
+
+def execute_notebook(path: str | Path, output_path: str | Path, params: dict[str, Any], cwd: str | Path,
+                     timeout: int = 1800, progress: bool = False) -> Path:
+    """Run one notebook with papermill (kernel python3, explicit cwd, execution timeout); fail loudly.
+
+    The executed copy is written to a temporary name and renamed, so a failed run never replaces the last
+    good executed notebook. A failure raises NotebookFailed naming the notebook and the failing cell.
+    """
+    import papermill as pm
+
+    path, output_path = Path(path), Path(output_path)
+    check_parameters(path, params)
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    failed_copy = output_path.with_name(output_path.stem + ".failed.ipynb")
+    with runs.atomic_path(output_path) as tmp:
+        tmp_nb = tmp.with_suffix(".ipynb")
+        try:
+            pm.execute_notebook(str(path), str(tmp_nb), parameters=params, kernel_name="python3", cwd=str(cwd),
+                                execution_timeout=timeout, progress_bar=progress, log_output=False)
+        except pm.PapermillExecutionError as exc:
+            if tmp_nb.exists():
+                tmp_nb.replace(failed_copy)
+            raise NotebookFailed(f"{path.name}: cell {exc.exec_count} failed with {exc.ename}: {exc.evalue} "
+                                 f"(executed copy: {failed_copy})") from None
+        except BaseException:
+            tmp_nb.unlink(missing_ok=True)
+            raise
+        tmp_nb.replace(tmp)
+    failed_copy.unlink(missing_ok=True)
+    return output_path
+
+
+def results_dir(run_dir: str | Path) -> Path:
+    return Path(run_dir) / "results"
+
+
+def write_result(run_dir: str | Path, name: str, obj: Any) -> Path:
+    """RUN/results/<name>.json: what a notebook contributes to results.json."""
+    return runs.write_json(results_dir(run_dir) / f"{name}.json", obj)
+
+
+def read_result(run_dir: str | Path, name: str) -> Any:
+    return runs.read_json(results_dir(run_dir) / f"{name}.json")
+
+
+def figure_path(run_dir: str | Path, name: str) -> Path:
+    """RUN/figures/<name> (no suffix: figures.save_figure adds .png and .pdf)."""
+    return Path(run_dir) / "figures" / name

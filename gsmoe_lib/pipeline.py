@@ -1,0 +1,414 @@
+"""`gsmoe reproduce`: run the notebook collection with papermill and collect its tables and figures.
+
+The notebooks in `notebooks/` are the paper's experiments; this module only runs them, in dependency
+order (`NOTEBOOKS`), with the same common parameters, into one run folder::
+
+    RUN/
+      seed-<s>/<stage>/           training stages (shared by all notebooks; see train.py)
+      notebooks/<nb>.ipynb        the executed copies (outputs included)
+      notebooks/<nb>.done         the up-to-date stamp of each notebook (below)
+      results/<key>.json          what each notebook contributes (notebook.write_result)
+      figures/<name>.png / .pdf   every figure (figures.save_figure)
+      results.json, results.md    the merged results, our numbers beside the paper's
+      timings.json                seconds per notebook (its last execution)
+
+Decisions (none of them is in the paper):
+- **Up to date.** A notebook is skipped when RUN/notebooks/<nb>.done holds the same hash as now and its
+  executed copy exists. The hash covers the notebook file's bytes, the parameters passed to it, the
+  manifest of a synthetic data root (`gsmoe_dataset.json`, so a regenerated dataset reruns everything)
+  and the stamps of every notebook before it in the order (so re-running 10 re-runs what follows it).
+  The library's own code is not part of the hash: after changing `gsmoe_lib`, pass `--force`. Training
+  stages have their own config hashes (train.py), so a re-executed notebook reloads finished stages.
+- **Parameters.** Every notebook receives the six common parameters (`COMMON_PARAMETERS`); a notebook
+  that does not declare one of them is an error naming it (`notebook.check_parameters`), so the
+  convention cannot drift. Paths are passed absolute, because the notebooks run with the project root
+  as working directory.
+- **Timeout.** `timeout` is papermill's execution timeout, which applies per cell.
+- **Results.** results.json is the merge of RUN/results/*.json (one key per file) plus the run's
+  dataset, profile, seeds, data root, versions and timings; results.md renders the known keys as
+  markdown tables beside `metrics.PAPER_NUMBERS`, in percent.
+- **Figures in the repository.** Only the default run (synthetic data, quick profile, one seed, all
+  notebooks) copies its PNG figures into the repository's `figures/`, so the README always shows the
+  default run and never a tiny or a real-data run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from gsmoe_lib import runs
+from gsmoe_lib.metrics import METRIC_NAMES, PAPER_CLASSWISE_AUC, PAPER_NUMBERS
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent  # the folder holding notebooks/ (editable install)
+
+# Dependency order: data, the four stages, the tables, the figures, the tools.
+NOTEBOOKS: tuple[str, ...] = (
+    "00_data",
+    "10_task_encoder",
+    "11_tgs_finetuning",
+    "12_experts",
+    "13_gate",
+    "20_ablation_components",
+    "21_gate_features",
+    "22_cluster_experts",
+    "30_categories",
+    "40_tsne",
+    "41_kernel_heatmaps",
+    "50_tgs_tuner",
+    "51_alarm_threshold",
+)
+
+COMMON_PARAMETERS = ("run_dir", "data_root", "dataset", "profile", "seeds", "device")
+DEFAULT_OUT = "runs/reproduce"
+ABLATION_ROWS = ("baseline", "tgs", "experts", "gsmoe")
+REPORTED_METRICS = ("auc", "auc_abnormal", "ap", "ap_abnormal")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Per-seed summaries (used by the notebooks)
+# ---------------------------------------------------------------------------------------------------
+
+
+def mean_over_seeds(per_seed: Sequence[Mapping[str, Any]],
+                    metrics: Sequence[str] = ("auc", "auc_abnormal", "ap", "ap_trapz", "ap_abnormal",
+                                              "ap_abnormal_trapz")) -> dict[str, float]:
+    """Mean of each metric over seeds (fractions), with a `<metric>_std` companion when there are 2+ seeds.
+
+    The std is the sample standard deviation (ddof=1). A metric that is NaN for one seed (a tiny split
+    where it is undefined) makes the mean NaN: it is reported, not hidden.
+    """
+    if not per_seed:
+        raise ValueError("mean_over_seeds: no seeds")
+    out: dict[str, float] = {}
+    for m in metrics:
+        values = [float(s[m]) for s in per_seed if m in s]
+        if not values:
+            continue
+        mean = sum(values) / len(values)
+        out[m] = mean
+        if len(per_seed) > 1:
+            var = sum((v - mean) ** 2 for v in values) / max(len(values) - 1, 1)
+            out[f"{m}_std"] = math.sqrt(var)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# results.md: our tables beside the paper's
+# ---------------------------------------------------------------------------------------------------
+
+# Which paper metric each of our metrics faces (both AP conventions face the paper's AP).
+_PAPER_METRIC = {"ap_trapz": "ap", "ap_abnormal_trapz": "ap_abnormal"}
+
+
+def _cell(value: Any, std: Any = None) -> str:
+    if value is None:
+        return "–"
+    v = float(value)
+    if math.isnan(v):
+        return "nan"
+    text = f"{100.0 * v:.2f}"
+    if std is not None and not math.isnan(float(std)):
+        text += f" ± {100.0 * float(std):.2f}"
+    return text
+
+
+def comparison_table(rows: Sequence[tuple[str, str, Mapping[str, Any]]], dataset: str,
+                     metrics: Sequence[str] = REPORTED_METRICS) -> str:
+    """Markdown table: one row per (label, paper row key, our metrics), ours (mean ± std) beside the paper's.
+
+    Our metrics are fractions (shown in percent); the paper's come from `PAPER_NUMBERS[(dataset, key,
+    metric)]` ("–" where the paper has no number).
+    """
+    header = ["row"]
+    for m in metrics:
+        name = METRIC_NAMES.get(m, m)
+        header += [f"{name} ours (%)", f"{name} paper (%)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for label, key, values in rows:
+        cells = [label]
+        for m in metrics:
+            paper = PAPER_NUMBERS.get((dataset, key, _PAPER_METRIC.get(m, m)))
+            cells += [_cell(values.get(m), values.get(f"{m}_std")),
+                      "–" if paper is None else f"{paper:.2f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _classwise_table(ours: Mapping[str, Mapping[str, Any]], paper: Mapping[str, Mapping[str, float]]) -> str:
+    """Class-wise AUC (percent): columns are the keys of `ours` (e.g. unmasked / masked), paper beside."""
+    columns = list(ours)
+    classes = sorted({c for col in ours.values() for c in col})
+    header = ["class"]
+    for col in columns:
+        header += [f"{col} ours (%)", f"{col} paper (%)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for cls in classes:
+        cells = [cls]
+        for col in columns:
+            p = paper.get(col, {}).get(cls)
+            value = ours[col].get(cls)
+            cells += [_cell(value if isinstance(value, (int, float)) else None), "–" if p is None else f"{p:.2f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _flat_classwise(obj: Any) -> dict[str, dict[str, float]] | None:
+    """{column: {class: auc}} from a results entry that is either {class: auc} or {column: {class: auc}}."""
+    if not isinstance(obj, Mapping) or not obj:
+        return None
+    if all(isinstance(v, (int, float)) for v in obj.values()):
+        return {"ours": dict(obj)}
+    cols = {k: v for k, v in obj.items() if isinstance(v, Mapping) and v
+            and all(isinstance(x, (int, float)) for x in v.values())}
+    return cols or None
+
+
+def results_markdown(results: Mapping[str, Any]) -> str:
+    """results.md from results.json: every table we have beside the paper's, in percent."""
+    ds = results.get("dataset", "ucf-crime")
+    seeds = results.get("seeds", 1)
+    out = [
+        "# Results of `gsmoe reproduce`\n",
+        f"Dataset **{ds}**, profile **{results.get('profile')}**, {seeds} seed(s), data root "
+        f"`{results.get('data_root')}`. All numbers are frame-level metrics in percent"
+        + (" (mean ± sample std over seeds)" if seeds > 1 else "") + "; the paper's numbers are those of the "
+        "real features and the paper's schedule, so on the synthetic data only the *ordering* of rows is "
+        "comparable. AP is scikit-learn's average precision; the paper's AP is shown beside it.\n",
+    ]
+    ablation = results.get("ablation")
+    if isinstance(ablation, Mapping):
+        labels = {"baseline": ("UR-DMU baseline (encoder, MIL)", "baseline"), "tgs": ("+ TGS", "tgs"),
+                  "experts": ("+ class experts (max)", "experts"), "gsmoe": ("+ gate = GS-MoE", "gate")}
+        rows = [(labels[k][0], labels[k][1], ablation[k]) for k in ABLATION_ROWS if k in ablation]
+        out += ["## Table 2: component ablation\n", comparison_table(rows, ds)]
+    table3 = results.get("table3")
+    if isinstance(table3, Mapping):
+        rows = [(label, key, table3[name]) for name, label, key in
+                (("with_features", "gate with task-aware features", "gate"),
+                 ("without_features", "gate without task-aware features", "gate-no-features"))
+                if name in table3]
+        out += ["## Table 3: the gate with / without task-aware features\n", comparison_table(rows, ds)]
+    table4 = _flat_classwise(results.get("table4"))
+    if table4:
+        out += ["## Table 4: class-wise AUC with the class's expert masked\n",
+                _classwise_table(table4, PAPER_CLASSWISE_AUC if ds == "ucf-crime" else {})]
+    table5 = results.get("table5")
+    if isinstance(table5, Mapping):
+        rows = [(f"{k.split('-')[1]} cluster experts", k, v) for k, v in sorted(table5.items())
+                if k.startswith("clusters-") and isinstance(v, Mapping)]
+        if isinstance(table5.get("class"), Mapping):
+            rows.append(("class experts (GS-MoE)", "gate", table5["class"]))
+        out += ["## Table 5: cluster experts against class experts\n", comparison_table(rows, ds)]
+        if table5.get("note"):
+            out.append(f"Note: {table5['note']}\n")
+    classwise = _flat_classwise(results.get("classwise"))
+    if classwise:
+        paper = {"unmasked": PAPER_CLASSWISE_AUC["unmasked"]} if ds == "ucf-crime" else {}
+        out += ["## Class-wise AUC (Figure 4)\n", _classwise_table(classwise, paper)]
+    timings = results.get("timings")
+    if isinstance(timings, Mapping) and timings:
+        out += ["## Time per notebook\n", _timing_table(timings)]
+    return "\n".join(out)
+
+
+def _timing_table(timings: Mapping[str, float], status: Mapping[str, str] | None = None) -> str:
+    lines = ["| notebook | time (s) |" + (" status |" if status else ""),
+             "|---|---|" + ("---|" if status else "")]
+    for name, seconds in timings.items():
+        lines.append(f"| {name} | {seconds:.1f} |" + (f" {status.get(name, '')} |" if status else ""))
+    lines.append(f"| total | {sum(timings.values()):.1f} |" + (" |" if status else ""))
+    return "\n".join(lines) + "\n"
+
+
+def collect_results(run_dir: str | Path, header: Mapping[str, Any], timings: Mapping[str, float]) -> dict[str, Any]:
+    """Merge RUN/results/*.json (one key per file) under the run's header; write results.json and .md."""
+    run_dir = Path(run_dir)
+    results: dict[str, Any] = dict(header)
+    for path in sorted((run_dir / "results").glob("*.json")):
+        results[path.stem] = runs.read_json(path)
+    results["timings"] = dict(timings)
+    results["versions"] = {k: v for k, v in runs.environment_record(device=header.get("device")).items()
+                           if k != "time"}
+    runs.write_json(run_dir / "results.json", results)
+    runs.write_text(run_dir / "results.md", results_markdown(results))
+    return results
+
+
+# ---------------------------------------------------------------------------------------------------
+# Running the notebooks
+# ---------------------------------------------------------------------------------------------------
+
+
+def notebook_hash(path: Path, params: Mapping[str, Any], data_root: Path, earlier: Iterable[str]) -> str:
+    """The up-to-date hash of one notebook (see the module docstring for what it covers)."""
+    h = hashlib.sha256()
+    h.update(path.read_bytes())
+    h.update(json.dumps(dict(params), sort_keys=True).encode())
+    manifest = data_root / "gsmoe_dataset.json"
+    h.update(manifest.read_bytes() if manifest.is_file() else b"-")
+    for stamp in earlier:
+        h.update(stamp.encode())
+    return h.hexdigest()[:16]
+
+
+def _read_stamp(path: Path) -> dict[str, Any]:
+    try:
+        return runs.read_json(path)
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def _select(notebooks: Sequence[str] | None, folder: Path) -> list[str]:
+    """The notebooks to consider, in NOTEBOOKS order; `notebooks` may name them by prefix ("10") or stem."""
+    if notebooks is None:
+        return list(NOTEBOOKS)
+    chosen = []
+    for want in notebooks:
+        want = want.strip().removesuffix(".ipynb")
+        match = [nb for nb in NOTEBOOKS if nb == want or nb.split("_", 1)[0] == want]
+        if not match:
+            raise ValueError(f"unknown notebook {want!r}; expected a number or a name of {', '.join(NOTEBOOKS)}")
+        chosen += match
+    return [nb for nb in NOTEBOOKS if nb in chosen]
+
+
+def _default_data(profile: str, dataset: str | None) -> Path:
+    """The profile's synthetic dataset under the project root, built if missing."""
+    from gsmoe_lib.data.synthetic import synthesize
+    from gsmoe_lib.train import default_data_root
+
+    rel = default_data_root(profile)
+    if dataset == "xd-violence":
+        rel += "-xd"
+    root = PROJECT_ROOT / rel
+    if not (root / "gsmoe_dataset.json").is_file():
+        print(f"building the synthetic dataset {root} (once)", flush=True)
+    synthesize(root, profile="tiny" if profile == "tiny" else "quick", seed=0, dataset=dataset or "ucf-crime",
+               verbose=False)
+    return root
+
+
+def reproduce(out: str | Path = DEFAULT_OUT, data_root: str | Path | None = None, dataset: str | None = None,
+              profile: str = "quick", seeds: int = 1, device: str = "cpu", notebooks: Sequence[str] | None = None,
+              timeout: int = 1800, progress: bool = True, force: bool = False,
+              notebook_dir: str | Path | None = None, copy_figures: bool | None = None) -> Path:
+    """Execute the notebooks in order into the run folder `out`; return it. See the module docstring.
+
+    `notebooks`: a subset by number or name (default: all). A notebook file that does not exist is skipped
+    with a warning. `force`: execute even up-to-date notebooks. `notebook_dir`: where the notebooks are
+    (default PROJECT_ROOT/notebooks); they run with its parent as working directory. `copy_figures`:
+    copy the PNG figures into PROJECT_ROOT/figures (default: only for the default run).
+    Raises notebook.NotebookFailed (naming the notebook and cell) at the first failing notebook.
+    """
+    from gsmoe_lib.data.layouts import detect_dataset_name
+    from gsmoe_lib.notebook import execute_notebook
+    from gsmoe_lib.train import PROFILES
+
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; expected one of {', '.join(PROFILES)}")
+    if seeds < 1:
+        raise ValueError(f"seeds must be >= 1, got {seeds}")
+    nb_dir = Path(notebook_dir) if notebook_dir is not None else PROJECT_ROOT / "notebooks"
+    if not nb_dir.is_dir():
+        raise FileNotFoundError(f"{nb_dir}: notebook folder not found (gsmoe reproduce runs from a source checkout)")
+    cwd = nb_dir.resolve().parent
+    default_run = data_root is None and dataset is None and profile == "quick" and seeds == 1 and notebooks is None
+    selected = _select(notebooks, nb_dir)
+    root = _default_data(profile, dataset) if data_root is None else Path(data_root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: data root not found")
+    root = root.resolve()
+    run_dir = Path(out).resolve()
+    ds = dataset or detect_dataset_name(root) or "ucf-crime"
+    params = {"run_dir": str(run_dir), "data_root": str(root), "dataset": ds, "profile": profile,
+              "seeds": int(seeds), "device": device}
+
+    executed = run_dir / "notebooks"
+    timings_path = run_dir / "timings.json"
+    timings: dict[str, float] = runs.read_json(timings_path) if timings_path.is_file() else {}
+    status: dict[str, str] = {}
+    stamps: list[str] = []  # stamps of the notebooks before the current one, in order
+    for nb in NOTEBOOKS:
+        path = nb_dir / f"{nb}.ipynb"
+        stamp_path = executed / f"{nb}.done"
+        if nb not in selected:
+            stamps.append(_read_stamp(stamp_path).get("hash", ""))
+            continue
+        if not path.is_file():
+            print(f"warning: {path} does not exist; skipped", flush=True)
+            stamps.append("")
+            continue
+        digest = notebook_hash(path, params, root, stamps)
+        copy = executed / f"{nb}.ipynb"
+        position = f"[{selected.index(nb) + 1}/{len(selected)}]"
+        if not force and _read_stamp(stamp_path).get("hash") == digest and copy.is_file():
+            status[nb] = "up to date"
+            print(f"{position} {nb}: up to date, skipped", flush=True)
+        else:
+            print(f"{position} {nb} ...", flush=True)
+            stamp_path.unlink(missing_ok=True)  # a failed run leaves no stale stamp behind
+            start = time.perf_counter()
+            execute_notebook(path, copy, params, cwd=cwd, timeout=timeout, progress=progress)
+            timings[nb] = round(time.perf_counter() - start, 2)
+            runs.write_json(stamp_path, {"hash": digest, "seconds": timings[nb]})
+            runs.write_json(timings_path, timings)
+            status[nb] = "ran"
+            print(f"{position} {nb}: done in {timings[nb]:.1f} s", flush=True)
+        stamps.append(digest)
+
+    ordered = {nb: timings[nb] for nb in NOTEBOOKS if nb in timings}
+    runs.write_json(timings_path, ordered)
+    header = {"dataset": ds, "profile": profile, "seeds": int(seeds), "device": device, "data_root": str(root)}
+    collect_results(run_dir, header, ordered)
+    print("\n" + _timing_table({nb: ordered[nb] for nb in status if nb in ordered}, status), flush=True)
+    if copy_figures if copy_figures is not None else default_run:
+        target = PROJECT_ROOT / "figures"
+        target.mkdir(exist_ok=True)
+        for png in sorted((run_dir / "figures").glob("*.png")):
+            shutil.copyfile(png, target / png.name)
+        print(f"figures copied to {target}", flush=True)
+    print(f"results: {run_dir / 'results.md'}", flush=True)
+    return run_dir
+
+
+# ---------------------------------------------------------------------------------------------------
+# CLI: gsmoe reproduce
+# ---------------------------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-root", default=None, metavar="DIR",
+                        help="feature dataset (real layout, lists inside DIR or the official ones); "
+                             "default: the profile's synthetic dataset under data/, built if missing")
+    parser.add_argument("--dataset", choices=("ucf-crime", "xd-violence"), default=None,
+                        help="default: detected from DIR/gsmoe_dataset.json, else ucf-crime")
+    parser.add_argument("--profile", choices=("tiny", "quick", "paper"), default="quick",
+                        help="training profile (gsmoe_lib.train.PROFILES)")
+    parser.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1; tables show mean ± std")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--out", default=DEFAULT_OUT, metavar="RUN", help=f"run folder (default {DEFAULT_OUT})")
+    parser.add_argument("--only", default=None, metavar="10,11",
+                        help="comma-separated subset of notebooks, by number or name")
+    parser.add_argument("--timeout", type=int, default=1800, help="papermill execution timeout per cell (s)")
+    parser.add_argument("--force", action="store_true", help="execute notebooks even when up to date")
+
+
+def run(args: argparse.Namespace) -> int:
+    from gsmoe_lib.notebook import NotebookFailed, ParameterError
+
+    only = [s for s in args.only.split(",") if s.strip()] if args.only else None
+    try:
+        reproduce(out=args.out, data_root=args.data_root, dataset=args.dataset, profile=args.profile,
+                  seeds=args.seeds, device=args.device, notebooks=only, timeout=args.timeout, force=args.force)
+    except (NotebookFailed, ParameterError, FileNotFoundError, FileExistsError, ValueError) as exc:
+        print(f"gsmoe reproduce: {exc}", file=sys.stderr)
+        return 1
+    return 0
