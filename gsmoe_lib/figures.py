@@ -238,3 +238,87 @@ def plot_alarm_explorer(
     ax2.legend(lines, [ln.get_label() for ln in lines], fontsize="x-small", frameon=False, loc="center left")
     fig.tight_layout()
     return fig
+
+
+def plot_feature_traces(
+    videos: dict[str, tuple[np.ndarray, np.ndarray | None]], dims: Sequence[int]
+) -> Figure:
+    """A few feature dimensions over time, one panel per video, anomalous snippets shaded.
+
+    videos: title -> (features [T, D] (crop-averaged), snippet ground truth [T] or None).
+    dims: the feature dimensions to draw (a handful; one line each, same colours in every panel).
+    """
+    if not videos:
+        raise ValueError("plot_feature_traces: give at least one video")
+    fig, axes = plt.subplots(len(videos), 1, figsize=(8, 2.2 * len(videos)), squeeze=False)
+    for ax, (title, (x, gt)) in zip(axes[:, 0], videos.items()):
+        _shade_ground_truth(ax, gt)
+        for j, d in enumerate(dims):
+            ax.plot(np.asarray(x)[:, d], lw=1.0, color=f"C{j}", label=f"feature {d}")
+        ax.set_title(title, fontsize="medium")
+        ax.set_xlabel(SNIPPET_LABEL)
+        ax.set_ylabel("feature value (a.u.)")
+    axes[0, 0].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def plot_class_counts(counts: dict[str, dict[str, int]]) -> Figure:
+    """Videos per class, one bar group per class and one bar per split (counts: split -> class -> videos)."""
+    classes = sorted({c for per in counts.values() for c in per})
+    fig, ax = plt.subplots(figsize=(8, 0.3 * len(classes) + 1.2))
+    height = 0.8 / max(len(counts), 1)
+    y = np.arange(len(classes))
+    for j, (split, per) in enumerate(counts.items()):
+        ax.barh(y + j * height, [per.get(c, 0) for c in classes], height=height, label=split)
+    ax.set_yticks(y + height * (len(counts) - 1) / 2, classes)
+    ax.invert_yaxis()
+    ax.set_xlabel("videos")
+    ax.legend(frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def plot_loss_history(histories: dict[str, list[dict[str, float]]], key: str = "total",
+                      ylabel: str = "training loss") -> Figure:
+    """Training loss against iteration, one line per run (histories: label -> stage history.json rows)."""
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    for label, rows in histories.items():
+        rows = [r for r in rows if key in r]
+        ax.plot([r["iteration"] for r in rows], [r[key] for r in rows], marker=".", label=label)
+    ax.set_xlabel("iteration (optimiser steps)")
+    ax.set_ylabel(ylabel)
+    if len(histories) > 1:
+        ax.legend(frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def plot_metric_bars(
+    rows: dict[str, dict[str, float]], metrics: Sequence[str], names: dict[str, str] | None = None,
+    paper: dict[str, dict[str, float]] | None = None,
+) -> Figure:
+    """Grouped bars of metrics (fractions, drawn in percent) per row, ± std where `<metric>_std` exists.
+
+    rows: row label -> metrics dict; paper: row label -> {metric: percent} drawn as black markers.
+    """
+    names = names or {}
+    fig, ax = plt.subplots(figsize=(1.6 + 1.5 * len(metrics), 3.4))
+    width = 0.8 / max(len(rows), 1)
+    x = np.arange(len(metrics))
+    paper_labelled = False  # one legend entry for all paper markers
+    for j, (label, values) in enumerate(rows.items()):
+        means = [100.0 * float(values.get(m, np.nan)) for m in metrics]
+        stds = [100.0 * float(values[f"{m}_std"]) if f"{m}_std" in values else 0.0 for m in metrics]
+        ax.bar(x + j * width, means, width=width, yerr=stds if any(stds) else None, capsize=2, label=label)
+        for i, m in enumerate(metrics):
+            p = (paper or {}).get(label, {}).get(m)
+            if p is not None:
+                ax.plot(x[i] + j * width, p, "k_", markersize=12, mew=2, label=None if paper_labelled else "paper")
+                paper_labelled = True
+    ax.set_xticks(x + width * (len(rows) - 1) / 2, [names.get(m, m) for m in metrics])
+    ax.set_ylabel("metric (%)")
+    ax.set_ylim(0, 100)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
+    fig.tight_layout()
+    return fig

@@ -62,8 +62,9 @@ from typing import Any, Sequence, TypeVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from scipy.signal import find_peaks, peak_widths
+
+from gsmoe_lib import losses
 
 SIGMA_MODES = ("temporal", "score", "width")
 NORMALIZE_MODES = ("max", "clamp")
@@ -365,25 +366,7 @@ def pseudo_labels(
 # ---------------------------------------------------------------------------------------------------
 # The loss, Eq. 6
 # ---------------------------------------------------------------------------------------------------
-# The small MIL pieces below duplicate what losses.py provides for the other stages; they live here so
-# this module does not depend on the order in which the two were written.
-
-
-def _topk_mean(scores: torch.Tensor, k: int) -> torch.Tensor:
-    k = max(1, min(int(k), scores.shape[-1]))
-    return scores.topk(k, dim=-1).values.mean(dim=-1)  # [B]
-
-
-def _smoothness(scores: torch.Tensor) -> torch.Tensor:
-    return ((scores[:, 1:] - scores[:, :-1]) ** 2).sum(dim=-1)  # [B], Sultani et al. 2018
-
-
-def _sparsity(scores: torch.Tensor) -> torch.Tensor:
-    return scores.sum(dim=-1)  # [B], Sultani et al. 2018
-
-
-def _bce(p: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return F.binary_cross_entropy(p.clamp(EPS, 1.0 - EPS), target)
+# The MIL pieces come from losses.py; every term is a masked mean, so a step needs no host sync.
 
 
 def tgs_loss(
@@ -413,23 +396,15 @@ def tgs_loss(
             " expected [B, T], [B, T], [B]"
         )
     pseudo = pseudo.detach()
-    normal = labels == 0  # [B]
-    abnormal = labels == 1
-    zero = scores.sum() * 0.0  # keeps the graph alive when a term has no video
-
-    if normal.any():
-        top = _topk_mean(scores[normal], k)  # [B_n]
-        topk_norm = _bce(top, torch.zeros_like(top))
+    topk_norm = losses.topk_normal_loss(scores, labels, k)  # 0 when the batch has no normal video
+    if topk_only:
+        bce = smooth = sparse = scores.sum() * 0.0  # keeps the graph alive
     else:
-        topk_norm = zero
-
-    if topk_only or not abnormal.any():
-        bce = smooth = sparse = zero
-    else:
-        s_abn = scores[abnormal]  # [B_a, T]
-        bce = _bce(s_abn, pseudo[abnormal].to(s_abn.dtype))
-        smooth = _smoothness(s_abn).mean()
-        sparse = _sparsity(s_abn).mean()
+        abnormal = (labels == 1).to(scores.dtype)  # [B]
+        per_snippet = losses.bce(scores.clamp(EPS, 1.0 - EPS), pseudo, reduction="none")  # [B, T]
+        bce = (per_snippet.mean(-1) * abnormal).sum() / abnormal.sum().clamp(min=1.0)
+        smooth = losses.smoothness(scores, labels)
+        sparse = losses.sparsity(scores, labels)
 
     loss = topk_norm + bce_weight * bce + smooth_weight * smooth + sparse_weight * sparse
     parts = {

@@ -245,7 +245,8 @@ class URDMU(nn.Module):
         if x.dim() == 3:
             x = x.unsqueeze(1)
         if x.dim() != 4 or x.shape[-1] != self.input_dim:
-            raise ValueError(f"URDMU expects [B, T, {self.input_dim}] or [B, C, T, {self.input_dim}], got {list(x.shape)}")
+            D = self.input_dim
+            raise ValueError(f"URDMU expects [B, T, {D}] or [B, C, T, {D}], got {list(x.shape)}")
         B, C, T, D = x.shape
         x = self.selfatt(self.embedding(x.reshape(B * C, T, D)))  # [N, T, dim], N = B * C
         a_att, a_aug = self.Amemory(x)  # [N, T], [N, T, dim]

@@ -244,10 +244,9 @@ def test_training_extras_follow_the_half_batch_and_crop_bookkeeping():
 
         for i in range(2):
             n, a = i, i + 2  # i-th normal video, i-th abnormal video
-            torch.testing.assert_close(out.N_att[i], torch.stack([mem_att(model.Nmemory, z[n, c]) for c in range(2)]).mean(0))
-            torch.testing.assert_close(out.A_Natt[i], torch.stack([mem_att(model.Amemory, z[n, c]) for c in range(2)]).mean(0))
-            torch.testing.assert_close(out.A_att[i], torch.stack([mem_att(model.Amemory, z[a, c]) for c in range(2)]).mean(0))
-            torch.testing.assert_close(out.N_Aatt[i], torch.stack([mem_att(model.Nmemory, z[a, c]) for c in range(2)]).mean(0))
+            for got, mem, v in ((out.N_att, model.Nmemory, n), (out.A_Natt, model.Amemory, n),
+                                (out.A_att, model.Amemory, a), (out.N_Aatt, model.Nmemory, a)):
+                torch.testing.assert_close(got[i], torch.stack([mem_att(mem, z[v, c]) for c in range(2)]).mean(0))
             anchor = torch.stack([topk_x(mem_att(model.Nmemory, z[n, c]), z[n, c]) for c in range(2)]).mean(0)
             positive = torch.stack([topk_x(mem_att(model.Nmemory, z[a, c]), z[a, c]) for c in range(2)]).mean(0)
             negative = torch.stack([topk_x(mem_att(model.Amemory, z[a, c]), z[a, c]) for c in range(2)]).mean(0)

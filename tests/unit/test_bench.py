@@ -1,0 +1,85 @@
+"""`gsmoe bench --small`: the benchmark runs end to end and writes a complete record. No timing assertions."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from gsmoe_lib import bench, cli
+
+TRAINING = ("encoder", "tgs", "experts", "gate")
+SCORING = ("score_urdmu_per_crop", "score_urdmu_all_crops", "score_gsmoe")
+
+
+@pytest.fixture(scope="module")
+def record(tmp_path_factory):
+    """One small CPU run through the command line (single-threaded: the test machine is shared)."""
+    threads = torch.get_num_threads()
+    out = tmp_path_factory.mktemp("bench") / "bench.json"
+    try:
+        status = cli.main(["bench", "--small", "--steps", "2", "--warmup", "1", "--threads", "1", "--json", str(out)])
+    finally:
+        torch.set_num_threads(threads)
+    assert status == 0
+    return json.loads(out.read_text())
+
+
+def test_json_has_every_measurement_with_positive_times(record):
+    results = record["results"]
+    assert set(results) == {*TRAINING, "tgs_pseudo_labels", *SCORING}
+    for name in TRAINING:
+        r = results[name]
+        assert r["steps"] == 2
+        assert 0 < r["step_s_min"] <= r["step_s_median"] and r["step_s"] > 0
+        assert r["videos_per_s"] == pytest.approx(r["samples_per_step"] / r["step_s"])
+        assert r["host_peak_mb"] > 0 and r["device_peak_mb"] is None  # CPU run: no device memory
+    small = bench.BenchSizes.small()
+    assert results["experts"]["samples_per_step"] == small.n_experts * (
+        small.expert_batch_normal + small.expert_batch_abnormal)
+    for name in SCORING:
+        r = results[name]
+        assert r["total_s"] > 0
+        assert r["snippets"] == sum(small.test_lengths) and r["videos"] == len(small.test_lengths)
+        assert r["snippets_per_s"] == pytest.approx(r["snippets"] / r["total_s"])
+    assert results["score_gsmoe"]["vs_urdmu_all_crops"] > 0
+    pseudo = results["tgs_pseudo_labels"]
+    assert pseudo["tgs_batch"]["curves"] == small.batch_normal + small.batch_abnormal
+    assert pseudo["tgs_batch"]["call_s"] > 0 and pseudo["fraction_of_tgs_step"] > 0
+
+
+def test_record_names_machine_versions_and_settings(record):
+    env = record["environment"]
+    for key in ("torch", "python", "cpu", "cpu_count", "gpu", "platform"):
+        assert key in env
+    assert env["torch_threads"] == 1
+    s = record["settings"]
+    assert (s["device"], s["amp"], s["tf32"], s["small"], s["steps"], s["warmup"]) == ("cpu", "none", False, True, 2, 1)
+    assert s["stages"] == list(bench.STAGES)
+    assert len(record["load_average_before"]) == 3 and len(record["load_average_after"]) == 3
+
+
+def test_ucf_test_lengths_are_the_real_test_set():
+    lengths = bench.ucf_test_lengths()
+    assert len(lengths) == 290
+    assert sum(lengths) == 69364  # floor(frames / 16) summed over the annotation file
+    assert lengths[:2] == (8640 // 16, 155 // 16)  # Arson022, RoadAccidents021: the file's first lines
+    assert max(lengths) == 6749
+
+
+def test_scoring_keeps_order_and_lengths():
+    videos = [torch.full((2, t, 3), float(i)) for i, t in enumerate((5, 1, 7))]  # [C, T, D], value = index
+    scores, seconds = bench.score_test_set(lambda x: x[0, :, 0] * 2, videos, torch.device("cpu"))
+    assert seconds >= 0
+    assert [len(s) for s in scores] == [5, 1, 7]
+    for i, s in enumerate(scores):
+        np.testing.assert_array_equal(s, np.full(len(s), 2.0 * i, dtype=np.float32))
+
+
+def test_unknown_stage_and_bad_amp_are_clear_errors(capsys):
+    with pytest.raises(ValueError, match="unknown benchmark stages"):
+        bench.run_benchmark(stages=("encoder", "decoder"), small=True)
+    with pytest.raises(ValueError, match="amp"):
+        bench.run_benchmark(amp="fp16", small=True)
+    assert cli.main(["bench", "--small", "--stages", "nope"]) == 2
+    assert "unknown benchmark stages" in capsys.readouterr().err
