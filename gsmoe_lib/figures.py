@@ -192,14 +192,15 @@ def plot_kernel_heatmaps(videos: dict[str, tuple[np.ndarray, np.ndarray]]) -> Fi
     """Figure 6: per video, its kernel activation ŷ [T] as a heatmap row above its ground truth [T] row."""
     if not videos:
         raise ValueError("plot_kernel_heatmaps: give at least one video")
-    fig, axes = plt.subplots(len(videos), 1, figsize=(8, 1.1 * len(videos) + 0.6), squeeze=False)
+    fig, axes = plt.subplots(len(videos), 1, figsize=(8, 1.5 * len(videos) + 0.6), squeeze=False,
+                             layout="constrained")  # videos differ in length: each row has its own axis
     for ax, (name, (y, gt)) in zip(axes[:, 0], videos.items()):
         img = np.vstack([np.asarray(y, dtype=np.float64), np.asarray(gt, dtype=np.float64)])  # [2, T]
         im = ax.imshow(img, aspect="auto", cmap="magma", vmin=0, vmax=1, interpolation="nearest")
         ax.set_yticks([0, 1], ["kernels ŷ", "ground truth"], fontsize="small")
         ax.set_title(name, fontsize="small", loc="left")
         ax.set_xlabel(SNIPPET_LABEL if ax is axes[-1, 0] else "")
-    fig.colorbar(im, ax=axes[:, 0].tolist(), label="activation", shrink=0.8)
+    fig.colorbar(im, ax=axes[:, 0].tolist(), label="activation (ŷ) / anomalous (ground truth)", shrink=0.8)
     return fig
 
 

@@ -144,7 +144,7 @@ def comparison_table(rows: Sequence[tuple[str, str, Mapping[str, Any]]], dataset
 
 def _classwise_table(ours: Mapping[str, Mapping[str, Any]], paper: Mapping[str, Mapping[str, float]]) -> str:
     """Class-wise AUC (percent): columns are the keys of `ours` (e.g. unmasked / masked), paper beside."""
-    columns = list(ours)
+    columns = sorted(ours, key=lambda c: (c != "unmasked", c))  # the full model first
     classes = sorted({c for col in ours.values() for c in col})
     header = ["class"]
     for col in columns:
@@ -211,7 +211,9 @@ def results_markdown(results: Mapping[str, Any]) -> str:
             out.append(f"Note: {table5['note']}\n")
     classwise = _flat_classwise(results.get("classwise"))
     if classwise:
-        paper = {"unmasked": PAPER_CLASSWISE_AUC["unmasked"]} if ds == "ucf-crime" else {}
+        # The paper's class-wise AUC of the full model is Table 4's "unmasked" column.
+        unmasked = PAPER_CLASSWISE_AUC["unmasked"]
+        paper = {"unmasked": unmasked, "gsmoe": unmasked, "gs-moe": unmasked} if ds == "ucf-crime" else {}
         out += ["## Class-wise AUC (Figure 4)\n", _classwise_table(classwise, paper)]
     timings = results.get("timings")
     if isinstance(timings, Mapping) and timings:
@@ -299,17 +301,20 @@ def _default_data(profile: str, dataset: str | None) -> Path:
 def reproduce(out: str | Path = DEFAULT_OUT, data_root: str | Path | None = None, dataset: str | None = None,
               profile: str = "quick", seeds: int = 1, device: str = "cpu", notebooks: Sequence[str] | None = None,
               timeout: int = 1800, progress: bool = True, force: bool = False,
-              notebook_dir: str | Path | None = None, copy_figures: bool | None = None) -> Path:
+              notebook_dir: str | Path | None = None, copy_figures: bool | None = None,
+              params: Mapping[str, Any] | None = None) -> Path:
     """Execute the notebooks in order into the run folder `out`; return it. See the module docstring.
 
     `notebooks`: a subset by number or name (default: all). A notebook file that does not exist is skipped
     with a warning. `force`: execute even up-to-date notebooks. `notebook_dir`: where the notebooks are
     (default PROJECT_ROOT/notebooks); they run with its parent as working directory. `copy_figures`:
-    copy the PNG figures into PROJECT_ROOT/figures (default: only for the default run).
+    copy the PNG figures into PROJECT_ROOT/figures (default: only for the default run). `params`: extra
+    notebook parameters (e.g. {"tgs_config": "tgs.json"}, used by `gsmoe sweep`), each passed only to the
+    notebooks that declare it; a name that no notebook of the run declares is a ParameterError.
     Raises notebook.NotebookFailed (naming the notebook and cell) at the first failing notebook.
     """
     from gsmoe_lib.data.layouts import detect_dataset_name
-    from gsmoe_lib.notebook import execute_notebook
+    from gsmoe_lib.notebook import ParameterError, declared_parameters, execute_notebook
     from gsmoe_lib.train import PROFILES
 
     if profile not in PROFILES:
@@ -320,7 +325,8 @@ def reproduce(out: str | Path = DEFAULT_OUT, data_root: str | Path | None = None
     if not nb_dir.is_dir():
         raise FileNotFoundError(f"{nb_dir}: notebook folder not found (gsmoe reproduce runs from a source checkout)")
     cwd = nb_dir.resolve().parent
-    default_run = data_root is None and dataset is None and profile == "quick" and seeds == 1 and notebooks is None
+    default_run = (data_root is None and dataset is None and profile == "quick" and seeds == 1 and notebooks is None
+                   and not params)
     selected = _select(notebooks, nb_dir)
     root = _default_data(profile, dataset) if data_root is None else Path(data_root)
     if not root.is_dir():
@@ -328,8 +334,16 @@ def reproduce(out: str | Path = DEFAULT_OUT, data_root: str | Path | None = None
     root = root.resolve()
     run_dir = Path(out).resolve()
     ds = dataset or detect_dataset_name(root) or "ucf-crime"
+    extra = dict(params or {})  # the caller's extra notebook parameters; `params` below are the common ones
     params = {"run_dir": str(run_dir), "data_root": str(root), "dataset": ds, "profile": profile,
               "seeds": int(seeds), "device": device}
+
+    present = [nb for nb in selected if (nb_dir / f"{nb}.ipynb").is_file()]
+    declared_by = {nb: declared_parameters(nb_dir / f"{nb}.ipynb") for nb in present}
+    unknown = sorted(k for k in extra if not any(k in d for d in declared_by.values()))
+    if unknown:  # checked before anything runs: a typo must not cost a whole run
+        raise ParameterError(f"unknown parameter(s) {', '.join(map(repr, unknown))}: declared by none of the "
+                             f"notebooks {', '.join(present)}")
 
     executed = run_dir / "notebooks"
     timings_path = run_dir / "timings.json"
@@ -346,7 +360,8 @@ def reproduce(out: str | Path = DEFAULT_OUT, data_root: str | Path | None = None
             print(f"warning: {path} does not exist; skipped", flush=True)
             stamps.append("")
             continue
-        digest = notebook_hash(path, params, root, stamps)
+        nb_params = {**params, **{k: v for k, v in extra.items() if k in declared_by[nb]}}
+        digest = notebook_hash(path, nb_params, root, stamps)
         copy = executed / f"{nb}.ipynb"
         position = f"[{selected.index(nb) + 1}/{len(selected)}]"
         if not force and _read_stamp(stamp_path).get("hash") == digest and copy.is_file():
@@ -356,7 +371,7 @@ def reproduce(out: str | Path = DEFAULT_OUT, data_root: str | Path | None = None
             print(f"{position} {nb} ...", flush=True)
             stamp_path.unlink(missing_ok=True)  # a failed run leaves no stale stamp behind
             start = time.perf_counter()
-            execute_notebook(path, copy, params, cwd=cwd, timeout=timeout, progress=progress)
+            execute_notebook(path, copy, nb_params, cwd=cwd, timeout=timeout, progress=progress)
             timings[nb] = round(time.perf_counter() - start, 2)
             runs.write_json(stamp_path, {"hash": digest, "seconds": timings[nb]})
             runs.write_json(timings_path, timings)

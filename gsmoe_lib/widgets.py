@@ -43,13 +43,14 @@ class _FigureWidget:
         self.redraws = 0
 
     def _show(self, fig: Any) -> None:
-        if self.figure is not None:
-            plt.close(self.figure)  # one open figure per widget, however long the user drags a slider
         self.figure = fig
         self.redraws += 1
         with self.output:
             self.output.clear_output(wait=True)
             display(fig)
+        # Drawn into the Output area; closing it keeps the inline backend from showing it a second time
+        # outside the widget, and keeps one slider drag from piling up open figures.
+        plt.close(fig)
 
     def _ipython_display_(self) -> None:
         display(self.box)
@@ -59,6 +60,24 @@ def _save_text(path: str | os.PathLike, text: str) -> Path:
     path = Path(path)
     runs.write_text(path, text if text.endswith("\n") else text + "\n")
     return path
+
+
+def abnormal_video_curves(scores: np.ndarray, train: Any) -> dict[str, np.ndarray]:
+    """The TGS tuner's input: name -> crop-averaged score curve [S] of every abnormal training video.
+
+    scores [N', S]: `train.encode_train_set`'s scores of the pooled training samples of `train` (a
+    `data.batching.TrainSet`); with crops on an axis ([N, C, S, D]) there are N·C rows, the C crops of a
+    sample adjacent.
+    """
+    scores = np.asarray(scores)
+    labels, video_index = np.asarray(train.labels.cpu()), np.asarray(train.video_index.cpu())  # [N], [N]
+    if scores.shape[0] != labels.shape[0]:
+        reps, rest = divmod(scores.shape[0], labels.shape[0])
+        if rest:
+            raise ValueError(f"{scores.shape[0]} score rows for {labels.shape[0]} training samples")
+        labels, video_index = np.repeat(labels, reps), np.repeat(video_index, reps)
+    return {train.video_names[v]: scores[video_index == v].mean(axis=0)  # [S], crops averaged
+            for v in np.unique(video_index[labels == 1]).tolist()}
 
 
 class TGSTuner(_FigureWidget):

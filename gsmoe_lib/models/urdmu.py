@@ -117,6 +117,45 @@ def local_kernel(T: int, device: torch.device | str = "cpu", dtype: torch.dtype 
     return _cached_local_kernel(T, torch.device(device), dtype)
 
 
+# Long videos: beyond |i - j| = LOCAL_BAND the kernel exp(-|i - j| / e) is below exp(-64 / e) = 6e-11 of its
+# diagonal, under float32 resolution, so the local branch is computed as a banded product (cost O(T), not
+# O(T^2), and no [T, T] matrix: a 6,749-snippet test video would need 182 MB for it). Up to
+# DENSE_MAX_T snippets (training's 200 segments included) the exact dense kernel is used.
+LOCAL_BAND = 64
+DENSE_MAX_T = 4 * LOCAL_BAND
+
+
+@lru_cache(maxsize=8)
+def _cached_band_blocks(band: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    # K between an output block and its previous / own / next input block of `band` snippets: [3, band, band].
+    with torch.inference_mode(False):
+        p = torch.arange(band, dtype=torch.float64)
+        d = p[:, None] - p[None, :]  # i - j within the same block
+        blocks = torch.stack([torch.exp(-(d + shift).abs() / math.e) for shift in (band, 0, -band)])
+        return blocks.to(device=device, dtype=dtype)
+
+
+def local_mix(t: Tensor) -> Tensor:
+    """The local branch A t for t [N, T, H] (A = `local_kernel(T)`) -> [N, T, H].
+
+    A = K diag(1 / c) with c[j] = sum_m K[j, m]: for T > DENSE_MAX_T the columns are scaled first and K is
+    applied block by block (blocks of LOCAL_BAND snippets, each output block reading its neighbours only).
+    """
+    N, T, H = t.shape
+    if T <= DENSE_MAX_T:
+        return torch.matmul(local_kernel(T, t.device, t.dtype), t)
+    r = math.exp(-1 / math.e)
+    j = torch.arange(T, dtype=torch.float64)
+    c = ((1 - r ** (j + 1)) + r * (1 - r ** (T - 1 - j))) / (1 - r)  # [T] closed form of sum_m r^|j - m|
+    u = t / c.to(device=t.device, dtype=t.dtype)[:, None]  # [N, T, H]
+    B = LOCAL_BAND
+    nb = -(-T // B)  # blocks
+    u = F.pad(u, (0, 0, B, nb * B - T + B)).view(N, nb + 2, B, H)  # a zero block on each side
+    K = _cached_band_blocks(B, t.device, t.dtype)  # [3, B, B]
+    out = K[0] @ u[:, :-2] + K[1] @ u[:, 1:-1] + K[2] @ u[:, 2:]  # [N, nb, B, H]
+    return out.reshape(N, nb * B, H)[:, :T]
+
+
 class GLAttention(nn.Module):
     """Global-local multi-head attention: [N, T, dim] -> [N, T, dim]."""
 
@@ -134,7 +173,7 @@ class GLAttention(nn.Module):
         glob = F.scaled_dot_product_attention(q, k, v)  # [N, heads, T, dim_head], scale 1/sqrt(dim_head)
         glob = glob.transpose(1, 2)  # [N, T, heads, dim_head]
         # The local kernel mixes time only, so it applies to all heads at once.
-        loc = torch.matmul(local_kernel(T, t.device, t.dtype), t)  # [N, T, heads * dim_head]
+        loc = local_mix(t)  # [N, T, heads * dim_head]
         loc = loc.view(N, T, self.heads, self.dim_head)
         out = torch.cat([glob, loc.to(glob.dtype)], dim=-1)  # per head [global, local]
         return self.to_out(out.reshape(N, T, 2 * self.heads * self.dim_head))

@@ -83,3 +83,13 @@ def test_unknown_stage_and_bad_amp_are_clear_errors(capsys):
         bench.run_benchmark(amp="fp16", small=True)
     assert cli.main(["bench", "--small", "--stages", "nope"]) == 2
     assert "unknown benchmark stages" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("T", [257, 300, 1000])
+def test_banded_local_branch_matches_the_dense_kernel(T):
+    """The long-video fast path of UR-DMU's local attention (models.urdmu.local_mix) equals A @ t."""
+    from gsmoe_lib.models.urdmu import DENSE_MAX_T, local_kernel, local_mix
+
+    assert T > DENSE_MAX_T  # the banded path is the one under test
+    t = torch.randn(2, T, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(T))
+    torch.testing.assert_close(local_mix(t), local_kernel(T, dtype=torch.float64) @ t, rtol=0, atol=1e-9)

@@ -88,3 +88,23 @@ def test_alarm_explorer_save_is_what_gsmoe_score_reads(tmp_path):
     assert {"threshold", "precision", "recall", "f1", "false_alarms_per_hour", "fps"} <= set(op)
     assert op["threshold"] == pytest.approx(0.6) and op["fps"] == 30.0
     assert read_operating_point(tmp_path / "op.json")["threshold"] == pytest.approx(0.6)
+
+
+def test_abnormal_video_curves_average_crops_of_abnormal_videos():
+    from types import SimpleNamespace
+
+    import torch
+
+    from gsmoe_lib.widgets import abnormal_video_curves
+
+    scores = np.array([[0.0, 1.0], [1.0, 1.0], [0.5, 0.5], [0.2, 0.2]])  # [N=4 samples, S=2]
+    train = SimpleNamespace(labels=torch.tensor([1.0, 1.0, 0.0, 1.0]), video_index=torch.tensor([0, 0, 1, 2]),
+                            video_names=["a", "n", "b"])  # video 0 has two crops
+    out = abnormal_video_curves(scores, train)
+    assert list(out) == ["a", "b"]
+    np.testing.assert_allclose(out["a"], [0.5, 1.0])
+    # crops on an axis: 2 samples x 2 crops, a sample's crops in adjacent rows
+    axis = SimpleNamespace(labels=torch.tensor([1.0, 0.0]), video_index=torch.tensor([0, 1]), video_names=["a", "n"])
+    out = abnormal_video_curves(scores, axis)
+    assert list(out) == ["a"]
+    np.testing.assert_allclose(out["a"], [0.5, 1.0])

@@ -1,0 +1,123 @@
+"""`gsmoe reproduce` end to end on the tiny profile: every notebook runs, and the files it writes are checked.
+
+One module-scoped run (synthetic tiny data in a temporary folder, never the repository's data/) feeds
+every test. Table 5 runs one cluster count (k = 3) instead of three to keep the file short.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from gsmoe_lib.data.synthetic import synthesize
+from gsmoe_lib.metrics import PAPER_NUMBERS
+from gsmoe_lib.notebook import NotebookFailed, ParameterError
+from gsmoe_lib.pipeline import NOTEBOOKS, PROJECT_ROOT, reproduce
+
+pytestmark = pytest.mark.slow
+
+PRESENT = [nb for nb in NOTEBOOKS if (PROJECT_ROOT / "notebooks" / f"{nb}.ipynb").is_file()]
+METRICS = ("auc", "auc_abnormal", "ap", "ap_abnormal")
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    return synthesize(tmp_path_factory.mktemp("data") / "tiny", profile="tiny", seed=0)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, data_root):
+    out = tmp_path_factory.mktemp("run") / "reproduce"
+    reproduce(out=out, data_root=data_root, profile="tiny", progress=False, params={"cluster_counts": [3]})
+    return out
+
+
+def _fraction(x) -> bool:
+    return isinstance(x, (int, float)) and (math.isnan(x) or 0.0 <= x <= 1.0)
+
+
+def test_results_json_schema_and_ranges(run):
+    results = json.loads((run / "results.json").read_text())
+    assert (results["dataset"], results["profile"], results["seeds"]) == ("ucf-crime", "tiny", 1)
+    assert set(results["ablation"]) == {"baseline", "tgs", "experts", "gsmoe"}
+    for row, values in results["ablation"].items():
+        for m in METRICS:
+            assert _fraction(values[m]), (row, m, values[m])
+            assert f"{m}_std" not in values  # one seed: no std
+    assert set(results["table3"]) == {"with_features", "without_features"}
+    assert results["table3"]["with_features"] == results["ablation"]["gsmoe"]  # the same gate stage
+    assert set(results["table5"]) >= {"clusters-3", "class"}
+    for key in ("encoder", "tgs", "experts", "gsmoe"):
+        assert all(_fraction(results[key][m]) for m in METRICS), key
+    assert results["experts"]["expert_names"] and len(results["experts"]["videos_per_expert"]) == len(
+        results["experts"]["expert_names"])
+    assert set(results["timings"]) == set(PRESENT) and all(t > 0 for t in results["timings"].values())
+    assert results["versions"]["torch"]
+    if "30_categories" in PRESENT:
+        assert "table4" in results and "classwise" in results
+
+
+def test_executed_notebooks_figures_and_timings(run):
+    for nb in PRESENT:
+        executed = nbformat.read(str(run / "notebooks" / f"{nb}.ipynb"), as_version=4)
+        assert any(c.get("outputs") for c in executed.cells if c.cell_type == "code"), nb
+    pngs = sorted((run / "figures").glob("*.png"))
+    expected = {"data_class_counts", "data_feature_traces", "encoder_loss", "tgs_sigma_interpretations",
+                "tgs_pseudo_labels", "gate_loss", "table2_ablation", "table3_gate_features", "table5_cluster_experts"}
+    assert expected <= {p.stem for p in pngs}
+    for png in pngs:
+        pdf = png.with_suffix(".pdf")
+        assert png.stat().st_size > 1000 and pdf.is_file() and pdf.stat().st_size > 1000, png.name
+    assert set(json.loads((run / "timings.json").read_text())) == set(PRESENT)
+
+
+def test_results_md_shows_the_papers_numbers(run):
+    md = (run / "results.md").read_text()
+    for key in (("ucf-crime", "gate", "auc"), ("ucf-crime", "gate-no-features", "auc"),
+                ("ucf-crime", "baseline", "ap_abnormal")):
+        assert f"{PAPER_NUMBERS[key]:.2f}" in md
+    assert "Table 2" in md and "Table 3" in md and "Table 5" in md
+
+
+def test_a_second_call_skips_every_notebook(run, data_root, capsys):
+    before = {p.name: p.stat().st_mtime_ns for p in (run / "notebooks").glob("*.ipynb")}
+    start = time.perf_counter()
+    reproduce(out=run, data_root=data_root, profile="tiny", progress=False, params={"cluster_counts": [3]})
+    elapsed = time.perf_counter() - start
+    assert capsys.readouterr().out.count("up to date, skipped") == len(PRESENT)
+    assert {p.name: p.stat().st_mtime_ns for p in (run / "notebooks").glob("*.ipynb")} == before
+    assert elapsed < 60  # nothing executed (a generous bound: it only hashes files and merges JSON)
+
+
+def test_an_unknown_parameter_is_an_error_naming_it(run, data_root):
+    with pytest.raises(ParameterError, match="'cluster_count'"):
+        reproduce(out=run, data_root=data_root, profile="tiny", progress=False, params={"cluster_count": [3]})
+
+
+def _throwaway_notebook(folder: Path, body: str) -> None:
+    cells = [nbformat.v4.new_markdown_cell("# throwaway"),
+             nbformat.v4.new_code_cell("\n".join(f"{n}: {t} = {v}  # common" for n, t, v in (
+                 ("run_dir", "str", '""'), ("data_root", "str", '""'), ("dataset", "str", '""'),
+                 ("profile", "str", '"tiny"'), ("seeds", "int", "1"), ("device", "str", '"cpu"'))),
+                 metadata={"tags": ["parameters"]}),
+             nbformat.v4.new_code_cell("from gsmoe_lib.notebook import validate_parameters\n"
+                                       "P = validate_parameters(globals())"),
+             nbformat.v4.new_code_cell(body)]
+    nb = nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3",
+                                                                         "display_name": "Python 3"}})
+    folder.mkdir()
+    nbformat.write(nb, str(folder / "10_task_encoder.ipynb"))
+
+
+def test_a_failing_notebook_stops_the_run_naming_notebook_and_cell(tmp_path, data_root):
+    _throwaway_notebook(tmp_path / "notebooks", 'raise RuntimeError("planted failure")')
+    with pytest.raises(NotebookFailed, match=r"10_task_encoder\.ipynb: cell \d+ failed with RuntimeError: planted"):
+        reproduce(out=tmp_path / "run", data_root=data_root, profile="tiny", progress=False,
+                  notebook_dir=tmp_path / "notebooks", notebooks=["10", "11"])
+    assert not (tmp_path / "run" / "notebooks" / "10_task_encoder.done").exists()
+    assert (tmp_path / "run" / "notebooks" / "10_task_encoder.failed.ipynb").is_file()
