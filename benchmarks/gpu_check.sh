@@ -6,7 +6,7 @@
 #     OUT=/some/folder bash benchmarks/gpu_check.sh
 set -u
 OUT=${OUT:-benchmarks/results}
-RUN_LIMIT=${RUN_LIMIT:-140}
+RUN_LIMIT=${RUN_LIMIT:-100}
 PY=${PYTHON:-python3}
 mkdir -p "$OUT"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
@@ -26,7 +26,10 @@ bench() {  # name, then gsmoe bench options
 }
 
 bench small --small --steps 2 --warmup 1          # seconds: catches a broken install before the long runs
-bench fp32 --steps 20 --warmup 5
-bench tf32 --tf32 --steps 20 --warmup 5
-bench bf16 --amp bf16 --steps 20 --warmup 5
+bench fp32 --steps 10 --warmup 3
+bench tf32 --tf32 --steps 10 --warmup 3
+bench bf16 --amp bf16 --steps 10 --warmup 3
+# The quick-profile pipeline in fp32 and bf16: wall time per stage and how bf16 moves the metrics.
+echo "== pipeline"
+timeout 150 "$PY" benchmarks/gpu_pipeline.py "$OUT/pipeline.json" none bf16 2>&1 | tail -60 | tee "$OUT/pipeline.log"
 ls -l "$OUT"

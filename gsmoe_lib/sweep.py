@@ -33,7 +33,8 @@ Decisions (the issue leaves them open):
   on a file system the workers share; the summary (cell.json, sweep.csv) is written by this process from
   what each task returns.
 - **Seeds.** The notebooks train seeds `first_seed .. first_seed + seeds - 1`; a cell runs one seed with
-  `seeds=1, first_seed=s`. A seed other than 0 needs every selected notebook to declare `first_seed`.
+  `seeds=1, first_seed=s` (nothing for s = 0, the default). A seed other than 0 needs every selected
+  notebook to declare `first_seed`.
 - **Grid parameters** go only to the notebooks that declare them (`pipeline.reproduce(params=...)`); a
   grid key that no selected notebook declares is an error before anything runs (a typo would otherwise
   silently sweep nothing). `run_dir`, `seeds` and `first_seed` are the sweep's own and cannot be gridded.
@@ -235,7 +236,9 @@ def cell_arguments(spec: SweepSpec, cell: Cell) -> dict[str, Any]:
     """The keyword arguments of `pipeline.reproduce` for one cell (the cell's identity for skip-if-done)."""
     args: dict[str, Any] = {"data_root": spec.data_root, "dataset": spec.dataset, "profile": spec.profile,
                             "device": spec.device}
-    params = {"first_seed": cell.seed}
+    # Seed 0 is the notebooks' default: passing nothing keeps seed-0 sweeps running on notebooks that
+    # do not declare `first_seed` (reproduce rejects a parameter that no notebook declares).
+    params: dict[str, Any] = {"first_seed": cell.seed} if cell.seed != 0 else {}
     for key, value in cell.setting.items():
         (args if key in RUN_KEYS else params)[key] = value
     return {**args, "seeds": 1, "notebooks": list(spec.notebooks) if spec.notebooks else None,

@@ -214,7 +214,8 @@ def load_data(cfg: DataConfig, device: str = "cpu", progress: bool = True) -> Da
     train_ds = open_dataset(cfg.data_root, dataset, "train", **kw)
     test_ds = open_dataset(cfg.data_root, dataset, "test", **kw)
     train = TrainSet.from_dataset(train_ds, n_segments=cfg.n_segments, crops=cfg.crops, progress=progress)
-    train = replace(train, features=train.features.to(device), labels=train.labels.to(device))
+    # Features are staged on the device once; labels and indices stay on the host, where the sampler draws.
+    train = replace(train, features=train.features.to(device))
     return Data(train, test_ds, dataset)
 
 
@@ -400,10 +401,11 @@ def train_encoder(cfg: PipelineConfig, data: Data, run_dir: str | Path, progress
     k = k_for_length(train.features.shape[-2])
     gen = torch.Generator().manual_seed(cfg.seed)
     batches = train.sampler(ec.batch_normal, ec.batch_abnormal, generator=gen)
+    labels_dev = train.labels.to(train.features.device)
 
     def step(i: int, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         idx = idx.to(train.features.device)
-        x, labels = train.features[idx].float(), train.labels[idx]  # [B, (C,) S, D], [B] normal half first
+        x, labels = train.features[idx].float(), labels_dev[idx]  # [B, (C,) S, D], [B] normal half first
         with _autocast(device, cfg.amp):
             out = model(x, training_extras=True)
             loss, parts = urdmu_loss(out, labels, k)
@@ -447,10 +449,11 @@ def finetune_tgs(cfg: PipelineConfig, data: Data, encoder: URDMU, run_dir: str |
     warmup = _warmup(tc.warmup_iterations, train, tc.batch_abnormal)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     batches = train.sampler(tc.batch_normal, tc.batch_abnormal, generator=gen)
+    labels_dev = train.labels.to(train.features.device)
 
     def step(i: int, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         idx = idx.to(train.features.device)
-        x, labels = train.features[idx].float(), train.labels[idx]
+        x, labels = train.features[idx].float(), labels_dev[idx]
         with _autocast(device, cfg.amp):
             scores = model(x, training_extras=False).scores.float()  # [B, S]
         first_epoch = i < warmup
