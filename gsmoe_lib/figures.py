@@ -297,7 +297,7 @@ def plot_loss_history(histories: dict[str, list[dict[str, float]]], key: str = "
 
 def plot_metric_bars(
     rows: dict[str, dict[str, float]], metrics: Sequence[str], names: dict[str, str] | None = None,
-    paper: dict[str, dict[str, float]] | None = None,
+    paper: dict[str, dict[str, float]] | None = None, title: str = "",
 ) -> Figure:
     """Grouped bars of metrics (fractions, drawn in percent) per row, ± std where `<metric>_std` exists.
 
@@ -320,6 +320,7 @@ def plot_metric_bars(
     ax.set_xticks(x + width * (len(rows) - 1) / 2, [names.get(m, m) for m in metrics])
     ax.set_ylabel("metric (%)")
     ax.set_ylim(0, 100)
+    ax.set_title(title)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
     fig.tight_layout()
     return fig

@@ -18,10 +18,13 @@ Decisions where the paper is silent (all are config fields):
   segments and iterations so that the whole pipeline fits a 2-core CPU.
 - "The first epoch" with L_topk-norm only is counted in iterations: one epoch = the iterations needed to
   draw every abnormal training sample once (`warmup_iterations=None`).
-- Pseudo-labels. Encoder fine-tuning: from the encoder's own scores of the same forward pass, detached
-  ("self"). Experts and gate: by default from the TGS-fine-tuned encoder's scores, computed once
-  (`TGSConfig.source="encoder"`): an expert starts from random weights, so its own early scores carry no
-  information to splat; "self" uses the trained module's own current scores instead.
+- Pseudo-labels (`TGSConfig.source`). Default "encoder": computed once, before the stage, from a frozen
+  encoder's eval-mode scores: the MIL encoder's for TGS fine-tuning, the TGS encoder's for the experts and
+  the gate. "self" recomputes them every step from the trained module's own current scores. Measured on
+  the quick profile: with "self", the first epoch of L_topk-norm alone drives every score to ~0, TGS then
+  finds no peak, ŷ = 0, and BCE + sparsity keep the scores there (AP 0.56 -> 0.22); the frozen teacher
+  anchors the targets (AP 0.55). An expert starts from random weights, so its own scores carry nothing
+  to splat either.
 - Experts train all at once: each step draws, for every expert, its own batch (normal videos + abnormal
   videos of its class or cluster), and the stacked experts run each expert on its own batch.
 """
@@ -89,7 +92,11 @@ class TGSStageConfig:
     weight_decay: float = 1e-4
     smooth_weight: float = 8e-4  # Sultani et al. / RTFM weights
     sparse_weight: float = 8e-3
-    tgs: TGSConfig = field(default_factory=TGSConfig)
+    # Pseudo-labels from the frozen MIL encoder's scores, computed once before fine-tuning ("encoder").
+    # With "self" (the scores of the model being trained) the quick profile collapses: L_topk-norm alone
+    # drives every score to ~0 within a few AdamW steps, no peak then reaches `min_height`, ŷ = 0 and
+    # BCE(s, 0) + sparsity keep it there (test AP 0.56 -> 0.22). See finetune_tgs.
+    tgs: TGSConfig = field(default_factory=lambda: TGSConfig(source="encoder"))
     checkpoint_every: int = 200
 
 
@@ -430,7 +437,14 @@ def train_encoder(cfg: PipelineConfig, data: Data, run_dir: str | Path, progress
 
 def finetune_tgs(cfg: PipelineConfig, data: Data, encoder: URDMU, run_dir: str | Path, upstream: str,
                  progress: bool = True, on_step: Callable[[int], None] | None = None) -> StageResult:
-    """Fine-tune a copy of the MIL-trained encoder with L_TGS (Eq. 6); pseudo-labels from its own scores."""
+    """Fine-tune a copy of the MIL-trained encoder with L_TGS (Eq. 6).
+
+    Pseudo-labels (`cfg.tgs.tgs.source`): "encoder" (default) splats the MIL encoder's eval-mode scores of
+    every training sample once, before the first step; "self" splats the scores of the model being
+    trained, from the same (dropout-on) forward pass. Self-training has no anchor: once L_topk-norm (the
+    first epoch) has pulled all scores below `min_height`, no kernel is found, ŷ = 0, and the BCE pulls
+    the abnormal videos further down; it never recovers.
+    """
     tc, device = cfg.tgs, cfg.device
     stage = runs.StageDir(run_dir, "tgs")
     config = _stage_config(cfg, "tgs", upstream)
@@ -450,6 +464,9 @@ def finetune_tgs(cfg: PipelineConfig, data: Data, encoder: URDMU, run_dir: str |
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     batches = train.sampler(tc.batch_normal, tc.batch_abnormal, generator=gen)
     labels_dev = train.labels.to(train.features.device)
+    # The copy still holds the MIL weights here: its eval-mode scores are the frozen encoder's.
+    teacher = _teacher_pseudo_labels(model, train, tc.tgs, device, cfg.amp) if tc.tgs.source == "encoder" else None
+    model.train()
 
     def step(i: int, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         idx = idx.to(train.features.device)
@@ -457,7 +474,12 @@ def finetune_tgs(cfg: PipelineConfig, data: Data, encoder: URDMU, run_dir: str |
         with _autocast(device, cfg.amp):
             scores = model(x, training_extras=False).scores.float()  # [B, S]
         first_epoch = i < warmup
-        pseudo = torch.zeros_like(scores) if first_epoch else pseudo_labels(scores, tc.tgs)  # detached
+        if first_epoch:
+            pseudo = torch.zeros_like(scores)
+        elif teacher is not None:
+            pseudo = teacher[idx].to(scores.device)  # [B, S]
+        else:
+            pseudo = pseudo_labels(scores, tc.tgs)  # detached
         loss, parts = tgs_loss(scores, labels, pseudo, k, smooth_weight=tc.smooth_weight,
                                sparse_weight=tc.sparse_weight, topk_only=first_epoch)
         optimizer.zero_grad(set_to_none=True)
@@ -472,6 +494,19 @@ def finetune_tgs(cfg: PipelineConfig, data: Data, encoder: URDMU, run_dir: str |
     _finish(stage, config, {"state_dict": model.state_dict(), "input_dim": model.input_dim}, "urdmu",
             metrics, history, scores)
     return StageResult(model, metrics, stage.path, False)
+
+
+@torch.inference_mode()
+def _teacher_pseudo_labels(encoder: URDMU, train: TrainSet, tgs_cfg: TGSConfig, device: str, amp: str,
+                           chunk: int = 64) -> torch.Tensor:
+    """ŷ [N, S] of every training sample from `encoder`'s eval-mode scores (crops averaged on an axis)."""
+    encoder.eval()
+    scores = []
+    for start in range(0, train.features.shape[0], chunk):
+        with _autocast(device, amp):
+            out = encoder(train.features[start:start + chunk].to(device).float(), training_extras=False)
+        scores.append(out.scores.float())  # [chunk, S]
+    return pseudo_labels(torch.cat(scores), tgs_cfg).to(train.features.device)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -808,7 +843,7 @@ def run(args: argparse.Namespace) -> int:
         cfg = replace(cfg, encoder=replace(cfg.encoder, init_checkpoint=args.init_encoder))
     if args.tgs_config:
         tgs_cfg = TGSConfig.from_json(Path(args.tgs_config).read_text())
-        cfg = replace(cfg, tgs=replace(cfg.tgs, tgs=replace(tgs_cfg, source="self")))
+        cfg = replace(cfg, tgs=replace(cfg.tgs, tgs=tgs_cfg))
     results = run_pipeline(cfg, args.run, tuple(s for s in args.stages.split(",") if s))
     for name, res in results.items():
         m = res.metrics

@@ -33,7 +33,8 @@ def data_root(tmp_path_factory):
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, data_root):
     out = tmp_path_factory.mktemp("run") / "reproduce"
-    reproduce(out=out, data_root=data_root, profile="tiny", progress=False, params={"cluster_counts": [3]})
+    reproduce(out=out, data_root=data_root, profile="tiny", progress=False, timeout=300,
+              params={"cluster_counts": [3]})
     return out
 
 
@@ -108,7 +109,7 @@ def _throwaway_notebook(folder: Path, body: str) -> None:
              nbformat.v4.new_code_cell("from gsmoe_lib.notebook import validate_parameters\n"
                                        "P = validate_parameters(globals())"),
              nbformat.v4.new_code_cell(body)]
-    nb = nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3",
+    nb = nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "language": "python",
                                                                          "display_name": "Python 3"}})
     folder.mkdir()
     nbformat.write(nb, str(folder / "10_task_encoder.ipynb"))
