@@ -45,8 +45,9 @@ What the paper leaves open, and what we decided (every choice is a `TGSConfig` f
   saturate at 1 rather than lowering the other peaks). Every f_i is 1 at its own peak, so either way
   the highest point of ŷ is 1 when there is at least one kernel, and ŷ = 0 when there is none.
 - **Whose scores.** `source="self"` builds pseudo-labels from the scores of the model being trained,
-  `"encoder"` from a frozen task encoder's scores. This module only computes pseudo-labels from the
-  scores it is given; the trainer reads the flag to decide which scores to give it.
+  `"encoder"` (default) from a frozen task encoder's scores, computed once. Self-training collapses on
+  the quick profile (see gsmoe_lib/train.py's docstring for the measurement). This module only computes
+  pseudo-labels from the scores it is given; the trainer reads the flag to decide which scores to give it.
 
 Scores are probabilities (sigmoid outputs) throughout. Everything here except `tgs_loss` is host-side
 numpy: find_peaks is 1-D, so videos are looped over for detection, then the kernels of all peaks of all
@@ -93,7 +94,7 @@ class TGSConfig:
     threshold_scale: float = 1.0  # Eq. 3: G=1 where s[t] >= s[P] - max(threshold_scale * std(s[W]), floor)
     threshold_floor: float = 0.1  # Eq. 3: the margin below s[P] is at least this (score units); 0 = literal
     normalize: str = "max"  # Eq. 5: "max" (divide by the max) | "clamp" (clip to [0, 1])
-    source: str = "self"  # whose scores make the pseudo-labels: "self" | "encoder" (read by the trainer)
+    source: str = "encoder"  # whose scores make the pseudo-labels: a frozen "encoder" (once) | "self" (each step)
 
     def __post_init__(self) -> None:
         if self.sigma_mode not in SIGMA_MODES:
