@@ -151,12 +151,12 @@ class PipelineConfig:
 # Profile overrides, as nested dicts over PipelineConfig. "paper" is the paper / UR-DMU scale.
 PROFILES: dict[str, dict[str, Any]] = {
     "paper": {},
-    "quick": {
+    "quick": {  # sized so that `make reproduce` (every notebook, 1 seed) fits 15 minutes on a 2-core CPU
         "data": {"n_segments": 64},
-        "encoder": {"iterations": 150, "batch_normal": 16, "batch_abnormal": 16, "checkpoint_every": 50},
-        "tgs": {"iterations": 80, "batch_normal": 16, "batch_abnormal": 16, "checkpoint_every": 40},
-        "experts": {"iterations": 120, "batch_normal": 16, "batch_abnormal": 16, "checkpoint_every": 40},
-        "gate": {"iterations": 150, "batch_normal": 16, "batch_abnormal": 16, "checkpoint_every": 50},
+        "encoder": {"iterations": 100, "batch_normal": 16, "batch_abnormal": 16, "checkpoint_every": 50},
+        "tgs": {"iterations": 50, "batch_normal": 16, "batch_abnormal": 16, "checkpoint_every": 25},
+        "experts": {"iterations": 60, "batch_normal": 8, "batch_abnormal": 8, "checkpoint_every": 30},
+        "gate": {"iterations": 80, "batch_normal": 16, "batch_abnormal": 16, "checkpoint_every": 40},
     },
     "tiny": {
         "data": {"n_segments": 32},
@@ -545,6 +545,28 @@ def _flat_labels(train: TrainSet) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
     return labels, classes, videos
 
 
+FeatureCache = Any  # (features [N, S, F], scores [N, S]) or a zero-argument callable returning them
+
+
+def _resolve_cache(cache: FeatureCache | None, encoder: URDMU, data: Data, cfg: PipelineConfig, progress: bool,
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    if cache is None:
+        return encode_train_set(encoder, data.train, cfg.device, cfg.amp, progress=progress)
+    return cache() if callable(cache) else cache
+
+
+def lazy_train_cache(encoder: URDMU, data: Data, cfg: PipelineConfig, progress: bool = True) -> Callable[[], Any]:
+    """encode_train_set, computed on the first call and remembered (stages that are done never call it)."""
+    memo: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def get() -> tuple[torch.Tensor, torch.Tensor]:
+        if not memo:
+            memo.append(encode_train_set(encoder, data.train, cfg.device, cfg.amp, progress=progress))
+        return memo[0]
+
+    return get
+
+
 def expert_membership(cfg: ExpertsConfig, train: TrainSet, features: torch.Tensor, seed: int
                       ) -> tuple[torch.Tensor, list[str]]:
     """Which abnormal samples train which expert: [N, E] bool, and the experts' names.
@@ -603,24 +625,26 @@ def _per_expert_batches(member: torch.Tensor, normal: torch.Tensor, batch_normal
 
 def train_experts(cfg: PipelineConfig, data: Data, encoder: URDMU, run_dir: str | Path, upstream: str,
                   progress: bool = True, on_step: Callable[[int], None] | None = None,
-                  cache: tuple[torch.Tensor, torch.Tensor] | None = None, stage_name: str = "experts",
+                  cache: FeatureCache | None = None, stage_name: str = "experts",
                   ) -> StageResult:
     """All experts at once on the frozen encoder's task-aware features with L_TGS.
 
-    `cache` = encode_train_set(encoder, ...) when the caller already has it. Metrics: the experts combined
+    `cache`: the encoder's outputs on the training set when the caller has them (or a callable giving them,
+    called only if the stage has to train). Metrics: the experts combined
     by `cfg.expert_combine` without a gate (Table 2's "+experts" row).
     """
     xc, device = cfg.experts, cfg.device
     stage = runs.StageDir(run_dir, stage_name)
     config = _stage_config(cfg, "experts", upstream)
-    features, enc_scores = cache if cache is not None else encode_train_set(encoder, data.train, device, cfg.amp,
-                                                                           progress=progress)
+    if stage.is_done(config):  # loaded without touching the training set
+        ck = runs.load_checkpoint(stage.checkpoint, "experts")
+        experts = Experts(ck["n_experts"], ck["feature_dim"], d_model=ck["d_model"], dropout=ck["dropout"])
+        experts.load_state_dict(ck["state_dict"])
+        return StageResult(experts.to(device), stage.metrics(), stage.path, True)
+    features, enc_scores = _resolve_cache(cache, encoder, data, cfg, progress)
     labels, _, _ = _flat_labels(data.train)
     member, names = expert_membership(xc, data.train, features, cfg.seed)
     experts = Experts(len(names), features.shape[-1], d_model=xc.d_model, dropout=xc.dropout)
-    if stage.is_done(config):
-        experts.load_state_dict(runs.load_checkpoint(stage.checkpoint, "experts")["state_dict"])
-        return StageResult(experts.to(device), stage.metrics(), stage.path, True)
 
     stage.start(config, cfg.seed, device)
     runs.seed_everything(cfg.seed)
@@ -690,7 +714,7 @@ def _expert_scores(experts: Experts, features: torch.Tensor, device: str, amp: s
 
 def train_gate(cfg: PipelineConfig, data: Data, encoder: URDMU, experts: Experts, run_dir: str | Path,
                upstream: str, progress: bool = True, on_step: Callable[[int], None] | None = None,
-               cache: tuple[torch.Tensor, torch.Tensor] | None = None, stage_name: str = "gate",
+               cache: FeatureCache | None = None, stage_name: str = "gate",
                ) -> StageResult:
     """The gate on all training samples with L_TGS; encoder and experts frozen (their outputs are cached)."""
     gc, device = cfg.gate, cfg.device
@@ -704,8 +728,7 @@ def train_gate(cfg: PipelineConfig, data: Data, encoder: URDMU, experts: Experts
         return StageResult(full.to(device).eval(), stage.metrics(), stage.path, True)
 
     stage.start(config, cfg.seed, device)
-    features, enc_scores = cache if cache is not None else encode_train_set(encoder, data.train, device, cfg.amp,
-                                                                           progress=progress)
+    features, enc_scores = _resolve_cache(cache, encoder, data, cfg, progress)
     expert_scores = _expert_scores(experts, features, device, cfg.amp)  # [N, S, E]
     runs.seed_everything(cfg.seed)
     gate = Gate(E, encoder.feature_dim, d_model=gc.d_model, use_features=gc.use_features, dropout=gc.dropout)
@@ -801,7 +824,7 @@ def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, stages: tuple[str, ..
         encoder = results["tgs"].model.eval()
         upstream = runs.config_hash(_stage_config(cfg, "tgs", upstream))
     if "experts" in stages or "gate" in stages:
-        cache = encode_train_set(encoder, data.train, cfg.device, cfg.amp, progress=progress)
+        cache = lazy_train_cache(encoder, data, cfg, progress)
         results["experts"] = train_experts(cfg, data, encoder, run_dir, upstream, progress, cache=cache)
         upstream = runs.config_hash(_stage_config(cfg, "experts", upstream))
         if "gate" in stages:
@@ -868,9 +891,14 @@ def seed_run_dir(run_dir: str | Path, seed: int) -> Path:
 
 
 def config_for(profile: str, data_root: str = "", dataset: str = "", seed: int = 0, device: str = "cpu",
-               overrides: dict[str, Any] | None = None) -> PipelineConfig:
-    """PipelineConfig from the notebooks' common parameters ("" means: the default)."""
+               overrides: dict[str, Any] | None = None, tgs_config: str = "") -> PipelineConfig:
+    """PipelineConfig from the notebooks' common parameters ("" means: the default).
+
+    `tgs_config`: a TGSConfig JSON file (the TGS tuner's output) used by the TGS fine-tuning stage.
+    """
     cfg = make_config(profile, overrides)
+    if tgs_config:
+        cfg = replace(cfg, tgs=replace(cfg.tgs, tgs=TGSConfig.from_json(Path(tgs_config).read_text())))
     return replace(cfg, seed=seed, device=device,
                    data=replace(cfg.data, data_root=data_root or default_data_root(profile), dataset=dataset or None))
 
@@ -890,7 +918,7 @@ def run_variant(cfg: PipelineConfig, run_dir: str | Path, name: str, experts: di
     main = run_pipeline(cfg, run_dir, ("encoder", "tgs") if experts else STAGES[:3], progress, data)
     encoder = main["tgs"].model.eval()
     upstream = runs.config_hash(_stage_config(cfg, "tgs", runs.config_hash(_stage_config(cfg, "encoder", None))))
-    cache = encode_train_set(encoder, data.train, cfg.device, cfg.amp, progress=progress)
+    cache = lazy_train_cache(encoder, data, cfg, progress)
     out: dict[str, StageResult] = {}
     if experts:
         vcfg = replace(cfg, experts=_merge(cfg.experts, experts, "experts"))

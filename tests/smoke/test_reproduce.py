@@ -14,7 +14,6 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from gsmoe_lib.data.synthetic import synthesize
 from gsmoe_lib.metrics import PAPER_NUMBERS
 from gsmoe_lib.notebook import NotebookFailed, ParameterError
 from gsmoe_lib.pipeline import NOTEBOOKS, PROJECT_ROOT, reproduce
@@ -26,16 +25,17 @@ METRICS = ("auc", "auc_abnormal", "ap", "ap_abnormal")
 
 
 @pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    return synthesize(tmp_path_factory.mktemp("data") / "tiny", profile="tiny", seed=0)
+def data_root(tiny_data):
+    return tiny_data
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory, data_root):
-    out = tmp_path_factory.mktemp("run") / "reproduce"
-    reproduce(out=out, data_root=data_root, profile="tiny", progress=False, timeout=300,
+def run(tiny_run, tiny_data):
+    # The session's finished tiny run (tests/conftest.py): the notebooks find its stages done (same config)
+    # and load them, so the smoke run pays only for the analysis and the ablation variants.
+    reproduce(out=tiny_run, data_root=tiny_data, profile="tiny", progress=False, timeout=300,
               params={"cluster_counts": [3]})
-    return out
+    return tiny_run
 
 
 def _fraction(x) -> bool:
