@@ -46,7 +46,7 @@ class _FigureWidget:
         self.figure = fig
         self.redraws += 1
         with self.output:
-            self.output.clear_output(wait=True)
+            self.output.clear_output()  # not wait=True: nbclient (papermill) can stall on a deferred clear
             display(fig)
         # Drawn into the Output area; closing it keeps the inline backend from showing it a second time
         # outside the widget, and keeps one slider drag from piling up open figures.
