@@ -268,7 +268,7 @@ def _read_stamp(path: Path) -> dict[str, Any]:
         return {}
 
 
-def _select(notebooks: Sequence[str] | None, folder: Path) -> list[str]:
+def select_notebooks(notebooks: Sequence[str] | None, folder: Path) -> list[str]:
     """The notebooks to consider, in NOTEBOOKS order; `notebooks` may name them by prefix ("10") or stem."""
     if notebooks is None:
         return list(NOTEBOOKS)
@@ -282,7 +282,7 @@ def _select(notebooks: Sequence[str] | None, folder: Path) -> list[str]:
     return [nb for nb in NOTEBOOKS if nb in chosen]
 
 
-def _default_data(profile: str, dataset: str | None) -> Path:
+def default_data(profile: str, dataset: str | None) -> Path:
     """The profile's synthetic dataset under the project root, built if missing."""
     from gsmoe_lib.data.synthetic import synthesize
     from gsmoe_lib.train import default_data_root
@@ -327,8 +327,8 @@ def reproduce(out: str | Path = DEFAULT_OUT, data_root: str | Path | None = None
     cwd = nb_dir.resolve().parent
     default_run = (data_root is None and dataset is None and profile == "quick" and seeds == 1 and notebooks is None
                    and not params)
-    selected = _select(notebooks, nb_dir)
-    root = _default_data(profile, dataset) if data_root is None else Path(data_root)
+    selected = select_notebooks(notebooks, nb_dir)
+    root = default_data(profile, dataset) if data_root is None else Path(data_root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: data root not found")
     root = root.resolve()

@@ -71,6 +71,7 @@ from gsmoe_lib import runs
 
 RUN_KEYS = ("profile", "dataset", "data_root", "device")  # reproduce() arguments that a grid may vary
 RESERVED = ("run_dir", "seeds", "first_seed")  # set by the sweep for every cell
+SEEDLESS = ("00_data",)  # notebooks that do not depend on the seed
 SPEC_KEYS = ("dataset", "profile", "data_root", "device", "seeds", "notebooks", "tables", "timeout", "grid")
 DATASETS = ("ucf-crime", "xd-violence")
 DEVICES = ("cpu", "cuda")
@@ -260,11 +261,11 @@ def check_against_notebooks(spec: SweepSpec, notebook_dir: str | Path | None = N
     """Before running the pipeline: every grid key is declared by a selected notebook, and seeds other than 0
     can reach the notebooks (each declares `first_seed`)."""
     from gsmoe_lib.notebook import declared_parameters
-    from gsmoe_lib.pipeline import PROJECT_ROOT, _select
+    from gsmoe_lib.pipeline import PROJECT_ROOT, select_notebooks
 
     nb_dir = Path(notebook_dir) if notebook_dir is not None else PROJECT_ROOT / "notebooks"
     declared = {nb: declared_parameters(nb_dir / f"{nb}.ipynb")
-                for nb in _select(list(spec.notebooks) if spec.notebooks else None, nb_dir)
+                for nb in select_notebooks(list(spec.notebooks) if spec.notebooks else None, nb_dir)
                 if (nb_dir / f"{nb}.ipynb").is_file()}
     if not declared:
         raise SpecError(f"no notebook of the spec's selection exists in {nb_dir}")
@@ -272,7 +273,8 @@ def check_against_notebooks(spec: SweepSpec, notebook_dir: str | Path | None = N
         if key not in RUN_KEYS and not any(key in params for params in declared.values()):
             raise SpecError(f"grid.{key}: no selected notebook declares a parameter {key!r} "
                             f"(notebooks: {', '.join(declared)})")
-    lacking = [nb for nb, params in declared.items() if "first_seed" not in params]
+    # 00_data trains nothing and has no seed; every notebook that trains or reads a seed's run declares it.
+    lacking = [nb for nb, params in declared.items() if "first_seed" not in params and nb not in SEEDLESS]
     if any(s != 0 for s in spec.seeds) and lacking:
         raise SpecError(f"seeds: {list(spec.seeds)} needs every notebook to declare `first_seed` (the first seed it "
                         f"trains); missing in {', '.join(lacking)}. Use seeds: [0], or add the parameter.")
@@ -401,13 +403,13 @@ def run_sweep(spec: SweepSpec, out: str | Path, executor: str = "local", address
 
 def _with_data_root(spec: SweepSpec) -> SweepSpec:
     """Build the default synthetic dataset once, here, so that parallel cells never write it concurrently."""
-    from gsmoe_lib.pipeline import _default_data
+    from gsmoe_lib.pipeline import default_data
 
     if spec.data_root is not None or "data_root" in spec.grid:
         return spec
     profiles = spec.grid.get("profile", [spec.profile])
     datasets = spec.grid.get("dataset", [spec.dataset])
-    roots = {str(_default_data(p, d)) for p in profiles for d in datasets}
+    roots = {str(default_data(p, d)) for p in profiles for d in datasets}
     if len(roots) == 1:  # otherwise each cell resolves its own (already built) default
         return replace(spec, data_root=roots.pop())
     return spec
