@@ -846,7 +846,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = runs.read_json(args.config) if args.config else {}
     cfg = make_config(args.profile, overrides)
-    data_root = args.data_root or f"data/synthetic-{'tiny' if args.profile == 'tiny' else 'quick'}"
+    data_root = args.data_root or default_data_root(args.profile)
     cfg = replace(cfg, seed=args.seed, device=args.device, amp=args.amp,
                   data=replace(cfg.data, data_root=data_root, dataset=args.dataset, train_list=args.train_list,
                                test_list=args.test_list, annotations=args.annotations))
