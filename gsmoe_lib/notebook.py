@@ -181,3 +181,12 @@ def read_result(run_dir: str | Path, name: str) -> Any:
 def figure_path(run_dir: str | Path, name: str) -> Path:
     """RUN/figures/<name> (no suffix: figures.save_figure adds .png and .pdf)."""
     return Path(run_dir) / "figures" / name
+
+
+def running_in_batch(namespace: dict[str, Any]) -> bool:
+    """True when papermill executes the notebook (its injected-parameters cell is in the input history).
+
+    Batch runs show a widget's current figure instead of the live widget: nbclient, which papermill drives,
+    emulates the widgets' Output areas and was seen to stall on a displayed widget until the cell timeout.
+    """
+    return any(src.lstrip().startswith(INJECTED_HEADER) for src in namespace.get("In", []) if src)
