@@ -55,7 +55,8 @@ from gsmoe_lib.models.experts import Experts
 from gsmoe_lib.models.gate import Gate
 from gsmoe_lib.models.gsmoe import GSMoEModel
 from gsmoe_lib.models.urdmu import URDMU
-from gsmoe_lib.tgs import TGSConfig, pseudo_labels, tgs_loss
+from gsmoe_lib.tgs import TGSConfig, pseudo_labels
+from gsmoe_lib.train import TGSTrainingConfig, tgs_update
 
 STAGES = ("encoder", "tgs", "experts", "gate", "score")
 ANNOTATIONS = Path(__file__).parent / "data" / "resources" / "ucf_crime" / "UCF_Annotation_urdmu_with_framecounts.txt"
@@ -255,11 +256,8 @@ def bench_tgs(sizes: BenchSizes, device: torch.device, amp: str, steps: int, war
         x, labels = pool.features[idx], pool.labels[idx]
         with _autocast(device, amp):
             scores = model(x, training_extras=False).scores.float()  # [B, S]
-        pseudo = pseudo_labels(scores, cfg)  # host round trip: scipy peak detection
-        loss, _ = tgs_loss(scores, labels, pseudo, k)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        # teacher None: pseudo-labels from these scores every step (source "self", the costlier variant)
+        tgs_update(scores, labels, None, False, TGSTrainingConfig(tgs=cfg), k, optimizer)
 
     _reset_device_peak(device)
     times = time_steps(step, steps, warmup, device)
@@ -293,10 +291,7 @@ def bench_experts(sizes: BenchSizes, device: torch.device, amp: str, steps: int,
             scores = experts(x).float()  # [B, S, E]
         flat = scores.permute(2, 0, 1).reshape(E * idx.shape[1], -1)  # [E·B, S]
         y = pool.labels[idx].reshape(-1)  # [E·B]
-        loss, _ = tgs_loss(flat, y, pseudo_all[idx].reshape(flat.shape), k)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        tgs_update(flat, y, pseudo_all[idx].reshape(flat.shape), False, TGSTrainingConfig(), k, optimizer)
 
     _reset_device_peak(device)
     times = time_steps(step, steps, warmup, device)
@@ -317,10 +312,7 @@ def bench_gate(sizes: BenchSizes, device: torch.device, amp: str, steps: int, wa
         idx = pool.batch(sizes.batch_normal, sizes.batch_abnormal)
         with _autocast(device, amp):
             scores = gate(expert_scores[idx], pool.features[idx]).scores.float()  # [B, S]
-        loss, _ = tgs_loss(scores, pool.labels[idx], pseudo_all[idx], k)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        tgs_update(scores, pool.labels[idx], pseudo_all[idx], False, TGSTrainingConfig(), k, optimizer)
 
     _reset_device_peak(device)
     times = time_steps(step, steps, warmup, device)

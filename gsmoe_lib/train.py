@@ -321,6 +321,28 @@ def fit(
     return history
 
 
+def tgs_update(scores: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor | None, first_epoch: bool,
+               settings: TGSTrainingConfig, k: int, optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    """One L_TGS step of any TGS-trained stage (encoder fine-tuning, experts, gate); returns the loss parts.
+
+    scores [B, S] (float32, with gradient); labels [B]; teacher [B, S]: the frozen encoder's pseudo-labels
+    of these samples, or None to splat the scores themselves (source "self"). The first epoch trains
+    L_topk-norm alone, so no pseudo-label is needed then.
+    """
+    if first_epoch:
+        pseudo = torch.zeros_like(scores)
+    elif teacher is not None:
+        pseudo = teacher
+    else:
+        pseudo = pseudo_labels(scores, settings.tgs)  # detached
+    loss, parts = tgs_loss(scores, labels, pseudo, k, smooth_weight=settings.smooth_weight,
+                           sparse_weight=settings.sparse_weight, topk_only=first_epoch)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return parts
+
+
 def _warmup(value: int | None, train: TrainSet, batch_abnormal: int) -> int:
     if value is not None:
         return value
@@ -461,19 +483,8 @@ def finetune_tgs(cfg: PipelineConfig, data: Data, encoder: URDMU, run_dir: str |
         x, labels = train.features[idx].float(), labels_dev[idx]
         with _autocast(device, cfg.amp):
             scores = model(x, training_extras=False).scores.float()  # [B, S]
-        first_epoch = i < warmup
-        if first_epoch:
-            pseudo = torch.zeros_like(scores)
-        elif teacher is not None:
-            pseudo = teacher[idx].to(scores.device)  # [B, S]
-        else:
-            pseudo = pseudo_labels(scores, tc.tgs)  # detached
-        loss, parts = tgs_loss(scores, labels, pseudo, k, smooth_weight=tc.smooth_weight,
-                               sparse_weight=tc.sparse_weight, topk_only=first_epoch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return parts
+        return tgs_update(scores, labels, None if teacher is None else teacher[idx].to(scores.device),
+                          i < warmup, tc, k, optimizer)
 
     history = fit(stage, config, {"model": model}, optimizer, tc.iterations, batches, step,
                   tc.checkpoint_every, progress, on_step=on_step)
@@ -656,19 +667,8 @@ def train_experts(cfg: PipelineConfig, data: Data, encoder: URDMU, run_dir: str 
             scores = experts(x).float()  # [B, S, E]
         flat = scores.permute(2, 0, 1).reshape(E * idx.shape[1], -1)  # [E·B, S]
         y = labels[idx].reshape(-1)  # [E·B]
-        first_epoch = i < warmup
-        if first_epoch:
-            pseudo = torch.zeros_like(flat)
-        elif from_encoder:
-            pseudo = pseudo_all[idx].reshape(flat.shape)
-        else:
-            pseudo = pseudo_labels(flat, xc.tgs)
-        loss, parts = tgs_loss(flat, y, pseudo, k, smooth_weight=xc.smooth_weight,
-                               sparse_weight=xc.sparse_weight, topk_only=first_epoch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return parts
+        teacher = pseudo_all[idx].reshape(flat.shape) if from_encoder else None
+        return tgs_update(flat, y, teacher, i < warmup, xc, k, optimizer)
 
     history = fit(stage, config, {"experts": experts}, optimizer, xc.iterations, batches, step,
                   xc.checkpoint_every, progress, on_step=on_step)
@@ -738,19 +738,8 @@ def train_gate(cfg: PipelineConfig, data: Data, encoder: URDMU, experts: Experts
         idx = idx.to(features.device)
         with _autocast(device, cfg.amp):
             scores = gate(expert_scores[idx], features[idx] if gc.use_features else None).scores.float()
-        first_epoch = i < warmup
-        if first_epoch:
-            pseudo = torch.zeros_like(scores)
-        elif from_encoder:
-            pseudo = pseudo_all[idx]
-        else:
-            pseudo = pseudo_labels(scores, gc.tgs)
-        loss, parts = tgs_loss(scores, labels[idx], pseudo, k, smooth_weight=gc.smooth_weight,
-                               sparse_weight=gc.sparse_weight, topk_only=first_epoch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return parts
+        return tgs_update(scores, labels[idx], pseudo_all[idx] if from_encoder else None, i < warmup, gc, k,
+                          optimizer)
 
     history = fit(stage, config, {"gate": gate}, optimizer, gc.iterations, batches, step,
                   gc.checkpoint_every, progress, on_step=on_step)
