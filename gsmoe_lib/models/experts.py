@@ -53,6 +53,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gsmoe_lib.models.blocks import TransformerBlock, check_padding_mask, mlp, multi_head_attention
+from gsmoe_lib.models.dropout import dropout
 
 
 class SingleExpert(nn.Module):
@@ -195,14 +196,14 @@ class Experts(nn.Module):
         if key_padding_mask is not None:
             mask = key_padding_mask[None].expand(e, b, t).reshape(e * b, t)  # [E·B, T]
         att = multi_head_attention(q, k, v, self.n_heads, mask, dropout_p=drop).reshape(e, b * t, self.d_model)
-        x = x + F.dropout(_linear(att, p, "attn_out"), drop, self.training)
+        x = x + dropout(_linear(att, p, "attn_out"), drop, self.training)
 
         # Feed-forward, pre-norm.
-        h = F.dropout(F.gelu(_linear(_layer_norm(x, p, "norm2"), p, "ffn1")), drop, self.training)
-        x = x + F.dropout(_linear(h, p, "ffn2"), drop, self.training)  # [E, B·T, d]
+        h = dropout(F.gelu(_linear(_layer_norm(x, p, "norm2"), p, "ffn1")), drop, self.training)
+        x = x + dropout(_linear(h, p, "ffn2"), drop, self.training)  # [E, B·T, d]
 
         # Two-layer MLP head -> one logit per snippet and expert.
-        h = F.dropout(F.gelu(_linear(_layer_norm(x, p, "norm_head"), p, "head1")), drop, self.training)
+        h = dropout(F.gelu(_linear(_layer_norm(x, p, "norm_head"), p, "head1")), drop, self.training)
         return _linear(h, p, "head2").view(e, b, t).permute(1, 2, 0)  # [E, B·T, 1] -> [B, T, E]
 
     def expert(self, i: int) -> SingleExpert:

@@ -67,6 +67,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gsmoe_lib.losses import k_for_length
+from gsmoe_lib.models.dropout import Dropout
 
 
 class URDMUOutput(NamedTuple):
@@ -157,33 +158,50 @@ def local_mix(t: Tensor) -> Tensor:
 
 
 class GLAttention(nn.Module):
-    """Global-local multi-head attention: [N, T, dim] -> [N, T, dim]."""
+    """Global-local multi-head attention: [N, T, dim] -> [N, T, dim].
+
+    Parameters as UR-DMU (`to_qkv` gives q, k, v, t; `to_out` maps per head [global, local] back to dim), but
+    the local branch is computed in a cheaper, equal order. to_out splits into the columns W_og that read the
+    global outputs and W_ol that read the local ones, and the local output is A t = A x W_t^T, so
+
+        to_out([glob, A t]) = glob W_og^T + (A x) (W_ol W_t)^T + b
+
+    W_ol W_t is one [dim, dim] matrix made per forward (dim^2 * inner multiply-adds, once), which removes the
+    t projection (dim x inner per snippet, 12 % of the layer's products) and the concatenation of the two
+    branches. Equal to the literal order up to float rounding (tests compare both).
+    """
 
     def __init__(self, dim: int, heads: int, dim_head: int, dropout: float) -> None:
         super().__init__()
         self.heads, self.dim_head = heads, dim_head
         inner = heads * dim_head
         self.to_qkv = nn.Linear(dim, 4 * inner, bias=False)
-        self.to_out = nn.Sequential(nn.Linear(2 * inner, dim), nn.Dropout(dropout))
+        self.to_out = nn.Sequential(nn.Linear(2 * inner, dim), Dropout(dropout))
 
     def forward(self, x: Tensor) -> Tensor:
-        N, T, _ = x.shape
-        q, k, v, t = self.to_qkv(x).chunk(4, dim=-1)  # each [N, T, heads * dim_head]
+        N, T, dim = x.shape
+        inner = self.heads * self.dim_head
+        w_qkvt = self.to_qkv.weight  # [4 * inner, dim]: rows q, k, v, t, each head-major
+        q, k, v = F.linear(x, w_qkvt[: 3 * inner]).chunk(3, dim=-1)  # each [N, T, heads * dim_head]
         q, k, v = (z.view(N, T, self.heads, self.dim_head).transpose(1, 2) for z in (q, k, v))
         glob = F.scaled_dot_product_attention(q, k, v)  # [N, heads, T, dim_head], scale 1/sqrt(dim_head)
-        glob = glob.transpose(1, 2)  # [N, T, heads, dim_head]
-        # The local kernel mixes time only, so it applies to all heads at once.
-        loc = local_mix(t)  # [N, T, heads * dim_head]
-        loc = loc.view(N, T, self.heads, self.dim_head)
-        out = torch.cat([glob, loc.to(glob.dtype)], dim=-1)  # per head [global, local]
-        return self.to_out(out.reshape(N, T, 2 * self.heads * self.dim_head))
+        glob = glob.transpose(1, 2).reshape(N, T, inner)  # [N, T, heads * dim_head]
+
+        out_linear = self.to_out[0]
+        w_out = out_linear.weight.view(-1, self.heads, 2, self.dim_head)  # [dim, heads, (global, local), dim_head]
+        w_glob = w_out[:, :, 0].reshape(-1, inner)  # W_og [dim, inner]
+        w_local = w_out[:, :, 1].reshape(-1, inner) @ w_qkvt[3 * inner :]  # W_ol W_t [dim, dim]
+        # The local kernel mixes time only, so it commutes with the projection: A (x W_t^T) = (A x) W_t^T.
+        loc = local_mix(x)  # [N, T, dim]
+        out = F.linear(glob, w_glob, out_linear.bias) + F.linear(loc.to(glob.dtype), w_local)
+        return self.to_out[1](out)
 
 
 class FeedForward(nn.Module):
     def __init__(self, dim: int, hidden_dim: int, dropout: float) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Linear(dim, hidden_dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden_dim, dim), nn.Dropout(dropout)
+            nn.Linear(dim, hidden_dim), nn.GELU(), Dropout(dropout), nn.Linear(hidden_dim, dim), Dropout(dropout)
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -231,12 +249,25 @@ class MemoryUnit(nn.Module):
         bound = 1.0 / math.sqrt(dim)
         nn.init.uniform_(self.memory_block, -bound, bound)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def attend(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """x [N, T, dim] -> (att [N, T, slots] = sigmoid(x M^T / sqrt(dim)), temporal_att [N, T])."""
         slots, dim = self.memory_block.shape
         att = torch.sigmoid(F.linear(x, self.memory_block) / math.sqrt(dim))  # [N, T, slots]
         temporal_att = att.topk(slots // 16 + 1, dim=-1).values.mean(-1)  # [N, T]
-        augment = torch.matmul(att, self.memory_block)  # [N, T, dim]
-        return temporal_att, augment
+        return att, temporal_att
+
+    def read_through(self, att: Tensor, linear: nn.Linear) -> Tensor:
+        """linear(augment) for augment = att M, computed as att (M W^T) + b: att [N, T, slots] -> [N, T, out].
+
+        Why: UR-DMU only ever uses the augmentation through `encoder_mu` / `encoder_var`, and multiplying the
+        [slots, dim] memory by W first costs 60 x 512 x 512 once instead of 512 x 512 per snippet (about 13 %
+        of a training step's matrix products). Equal to linear(att @ M) up to float rounding.
+        """
+        return F.linear(att, linear.weight @ self.memory_block.T, linear.bias)  # weight [out, slots]
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        att, temporal_att = self.attend(x)
+        return temporal_att, torch.matmul(att, self.memory_block)  # [N, T], [N, T, dim]
 
 
 class ScoreHead(nn.Module):
@@ -288,22 +319,27 @@ class URDMU(nn.Module):
             raise ValueError(f"URDMU expects [B, T, {D}] or [B, C, T, {D}], got {list(x.shape)}")
         B, C, T, D = x.shape
         x = self.selfatt(self.embedding(x.reshape(B * C, T, D)))  # [N, T, dim], N = B * C
-        a_att, a_aug = self.Amemory(x)  # [N, T], [N, T, dim]
-        n_att, n_aug = self.Nmemory(x)
-        a_mu, n_mu = self.encoder_mu(a_aug), self.encoder_mu(n_aug)  # [N, T, dim]
+        a_slots, a_att = self.Amemory.attend(x)  # [N, T, slots], [N, T]
+        n_slots, n_att = self.Nmemory.attend(x)
+        # encoder_mu of each memory's augmentation [N, T, dim], read through the memory (`read_through`).
+        mu_linear = self.encoder_mu[0]  # the Sequential wrapper only reproduces the released keys
+        a_mu, n_mu = self.Amemory.read_through(a_slots, mu_linear), self.Nmemory.read_through(n_slots, mu_linear)
+
+        def crop_mean(z: Tensor) -> Tensor:  # [B * C, ...] -> [B, ...]; a view when C = 1 (training batches)
+            return z.view(B, C, *z.shape[1:]).mean(1) if C > 1 else z.view(B, *z.shape[1:])
 
         if not (self.training if training_extras is None else training_extras):
             h = torch.cat([x, a_mu + n_mu], dim=-1)  # [N, T, F]
             scores = self.cls_head(h)  # [N, T]
-            return URDMUOutput(scores.view(B, C, T).mean(1), h.view(B, C, T, -1).mean(1))
+            return URDMUOutput(crop_mean(scores), crop_mean(h))
 
         if B % 2:
             raise ValueError(f"URDMU training needs an even batch (first half normal, second abnormal), got B={B}")
         half = B * C // 2  # rows [:half] are the normal videos' crops, [half:] the abnormal ones'
         k = k_for_length(T)
 
-        def crop_mean(z: Tensor) -> Tensor:  # [B/2 * C, ...] -> [B/2, ...]
-            return z.view(B // 2, C, *z.shape[1:]).mean(1)
+        def half_crop_mean(z: Tensor) -> Tensor:  # [B/2 * C, ...] -> [B/2, ...]
+            return z.view(B // 2, C, *z.shape[1:]).mean(1) if C > 1 else z
 
         def topk_rows_mean(att: Tensor, z: Tensor) -> Tensor:  # att [M, T], z [M, T, dim] -> [M, dim]
             index = att.topk(k, dim=-1).indices  # [M, k], no gradient through the selection
@@ -314,26 +350,26 @@ class URDMU(nn.Module):
         N_att, A_Natt = n_att[:half], a_att[:half]  # normal videos vs normal / abnormal memory
 
         mu = n_mu[:half]
-        logvar = self.encoder_var(n_aug[:half])
+        logvar = self.Nmemory.read_through(n_slots[:half], self.encoder_var[0])
         sample = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)  # [B/2 * C, T, dim]
         aug = torch.cat([sample + a_mu[:half], a_mu[half:] + n_mu[half:]], dim=0)  # [N, T, dim]
         h = torch.cat([x, aug], dim=-1)  # [N, T, F]
         scores = self.cls_head(h)
 
         return URDMUOutput(
-            scores=scores.view(B, C, T).mean(1),
-            features=h.view(B, C, T, -1).mean(1),
-            A_att=crop_mean(A_att),
-            N_att=crop_mean(N_att),
-            A_Natt=crop_mean(A_Natt),
-            N_Aatt=crop_mean(N_Aatt),
-            triplet_anchor=crop_mean(topk_rows_mean(N_att, x_n)),
-            triplet_positive=crop_mean(topk_rows_mean(N_Aatt, x_a)),
-            triplet_negative=crop_mean(topk_rows_mean(A_att, x_a)),
+            scores=crop_mean(scores),
+            features=crop_mean(h),
+            A_att=half_crop_mean(A_att),
+            N_att=half_crop_mean(N_att),
+            A_Natt=half_crop_mean(A_Natt),
+            N_Aatt=half_crop_mean(N_Aatt),
+            triplet_anchor=half_crop_mean(topk_rows_mean(N_att, x_n)),
+            triplet_positive=half_crop_mean(topk_rows_mean(N_Aatt, x_a)),
+            triplet_negative=half_crop_mean(topk_rows_mean(A_att, x_a)),
             kl_mu=mu,
             kl_logvar=logvar,
-            abnormal_aug_norm=crop_mean(topk_rows_mean(A_att, a_mu[half:])).norm(dim=-1),
-            normal_aug_norm=crop_mean(topk_rows_mean(N_att, sample)).norm(dim=-1),
+            abnormal_aug_norm=half_crop_mean(topk_rows_mean(A_att, a_mu[half:])).norm(dim=-1),
+            normal_aug_norm=half_crop_mean(topk_rows_mean(N_att, sample)).norm(dim=-1),
         )
 
 
