@@ -13,13 +13,15 @@ What is measured (synthetic values throughout: speed does not depend on what the
               snippets), 10 crops, features [C, T, D] held in host memory, scored three ways:
                 urdmu_per_crop   UR-DMU, one crop per forward pass (what the official test script does)
                 urdmu_all_crops  UR-DMU, the 10 crops of a video in one pass
-                gsmoe            encoder + 13 experts + gate (`models.gsmoe.GSMoEModel`), all crops in one pass
+                gsmoe            encoder + 13 experts + gate (`models.gsmoe.GSMoEModel`), all crops in one pass,
+                                 every crop through the experts and the gate (crops="each", the default)
+                gsmoe_mean       the same with crops="mean": experts and gate once on crop-averaged features
               Videos are never batched together (attention spans the whole video, so padding would change
               the scores); the test order is kept; each video is copied to the device once, results stay on
               the device until the end (no host synchronisation per video) and are read back once.
 
-The training steps repeat the step bodies of `train.py` (same modules, losses and call order) on batches
-drawn from a pool of samples already on the device, as `train.load_data` stages them.
+The encoder and TGS steps call `train.urdmu_update` and `train.tgs_update`, the update steps of the stages,
+on batches drawn from a pool of samples already on the device, as `train.load_data` stages them.
 Decision: the pool holds 512 samples (not the 16,100 crops of UCF-Crime, 13 GB at D = 1024): a step
 gathers its batch from the pool exactly as training does, so its cost does not depend on the pool's size.
 
@@ -50,15 +52,16 @@ import numpy as np
 import torch
 
 from gsmoe_lib import runs
-from gsmoe_lib.losses import k_for_length, urdmu_loss
+from gsmoe_lib.losses import k_for_length
 from gsmoe_lib.models.experts import Experts
 from gsmoe_lib.models.gate import Gate
 from gsmoe_lib.models.gsmoe import GSMoEModel
 from gsmoe_lib.models.urdmu import URDMU
 from gsmoe_lib.tgs import TGSConfig, pseudo_labels
-from gsmoe_lib.train import TGSTrainingConfig, tgs_update
+from gsmoe_lib.train import TGSTrainingConfig, tgs_update, urdmu_update
 
 STAGES = ("encoder", "tgs", "experts", "gate", "score")
+SCORE_MODES = ("urdmu_per_crop", "urdmu_all_crops", "gsmoe", "gsmoe_mean")
 ANNOTATIONS = Path(__file__).parent / "data" / "resources" / "ucf_crime" / "UCF_Annotation_urdmu_with_framecounts.txt"
 
 # The bar to clear (issue 5, REFERENCE §9): the official UR-DMU code, fp32, on the machines we use.
@@ -229,13 +232,7 @@ def bench_encoder(sizes: BenchSizes, device: torch.device, amp: str, steps: int,
 
     def step() -> None:
         idx = pool.batch(sizes.batch_normal, sizes.batch_abnormal)
-        x, labels = pool.features[idx], pool.labels[idx]  # [B, S, D], [B]
-        with _autocast(device, amp):
-            out = model(x, training_extras=True)
-            loss, _ = urdmu_loss(out, labels, k)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        urdmu_update(model, pool.features[idx], pool.labels[idx], k, optimizer, amp)  # [B, S, D], [B]
 
     _reset_device_peak(device)
     times = time_steps(step, steps, warmup, device)
@@ -358,10 +355,11 @@ def score_test_set(score_video: Callable[[torch.Tensor], torch.Tensor], videos: 
 
 
 def bench_scoring(sizes: BenchSizes, device: torch.device, amp: str, warmup: int, gen: torch.Generator,
-                  modes: tuple[str, ...] = ("urdmu_per_crop", "urdmu_all_crops", "gsmoe")) -> dict[str, Any]:
+                  modes: tuple[str, ...] = SCORE_MODES) -> dict[str, Any]:
     videos = synthetic_test_set(sizes, device, gen)
     encoder = sizes.encoder().to(device).eval()
     full = GSMoEModel(encoder, sizes.experts(), sizes.gate()).to(device).eval()
+    full_mean = GSMoEModel(full.encoder, full.experts, full.gate, crops="mean").eval()  # same weights
 
     def per_crop(x: torch.Tensor) -> torch.Tensor:  # x [C, T, D]
         with _autocast(device, amp):
@@ -375,7 +373,11 @@ def bench_scoring(sizes: BenchSizes, device: torch.device, amp: str, warmup: int
         with _autocast(device, amp):
             return full(x[None]).scores[0].float()
 
-    functions = {"urdmu_per_crop": per_crop, "urdmu_all_crops": all_crops, "gsmoe": gsmoe}
+    def gsmoe_mean(x: torch.Tensor) -> torch.Tensor:
+        with _autocast(device, amp):
+            return full_mean(x[None]).scores[0].float()
+
+    functions = {"urdmu_per_crop": per_crop, "urdmu_all_crops": all_crops, "gsmoe": gsmoe, "gsmoe_mean": gsmoe_mean}
     snippets = sum(sizes.test_lengths)
     results: dict[str, Any] = {}
     for mode in modes:
@@ -391,9 +393,10 @@ def bench_scoring(sizes: BenchSizes, device: torch.device, amp: str, warmup: int
             "total_s": seconds, "snippets_per_s": snippets / seconds, "videos": len(videos), "snippets": snippets,
             "crops": sizes.crops, "host_peak_mb": _host_peak_mb(), "device_peak_mb": _device_peak_mb(device),
         }
-    if "urdmu_all_crops" in modes and "gsmoe" in modes:
-        results["score_gsmoe"]["vs_urdmu_all_crops"] = (
-            results["score_gsmoe"]["total_s"] / results["score_urdmu_all_crops"]["total_s"])
+    for mode in ("gsmoe", "gsmoe_mean"):
+        if "urdmu_all_crops" in modes and mode in modes:
+            results[f"score_{mode}"]["vs_urdmu_all_crops"] = (
+                results[f"score_{mode}"]["total_s"] / results["score_urdmu_all_crops"]["total_s"])
     return results
 
 

@@ -26,7 +26,8 @@ How the shape of a features file is read (D, the feature width, is the run's; ea
     [T, C, D]           crops second (the RTFM per-video layout)
 For a 3-axis file `--layout auto` (default) takes the axis of at most MAX_AUTO_CROPS entries as the crops
 when exactly one of the two leading axes is that small; otherwise the file is ambiguous and the error asks
-for `--layout ctd` or `--layout tcd`. Crops are scored one by one and their scores averaged (REFERENCE §4).
+for `--layout ctd` or `--layout tcd`. Crops are scored one by one and their scores averaged (REFERENCE §4);
+`--crops mean` runs the experts and the gate once on crop-averaged features instead (faster, `models.gsmoe`).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from gsmoe_lib import runs
 from gsmoe_lib.metrics import FRAMES_PER_SNIPPET
 from gsmoe_lib.models.experts import Experts
 from gsmoe_lib.models.gate import Gate
-from gsmoe_lib.models.gsmoe import GSMoEModel
+from gsmoe_lib.models.gsmoe import CROP_MODES, GSMoEModel
 from gsmoe_lib.models.urdmu import URDMU
 
 MAX_AUTO_CROPS = 10  # UCF-Crime has 10 crops, XD-Violence 5: a longer axis is time
@@ -97,10 +98,13 @@ class GSMoE:
         return self.model.encoder.input_dim
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, stage_gate: str = "gate", device: str = "cpu", seed: int = 0) -> "GSMoE":
+    def from_run(cls, run_dir: str | Path, stage_gate: str = "gate", device: str = "cpu", seed: int = 0,
+                 crops: str = "each") -> "GSMoE":
         """Load the encoder (tgs stage), the experts the gate was trained on, and the gate `stage_gate`.
 
-        run_dir: RUN or RUN/seed-<s> (RUN holding seed folders: `seed` picks one).
+        run_dir: RUN or RUN/seed-<s> (RUN holding seed folders: `seed` picks one). crops: "each" (every crop
+        through the experts and the gate, the default) or "mean" (crop-averaged features, faster; see
+        `models.gsmoe`).
         """
         root = resolve_run(run_dir, seed)
         gate_dir = root / stage_gate
@@ -131,7 +135,7 @@ class GSMoE:
         gate = Gate(int(g_ck["n_experts"]), int(g_ck["feature_dim"]), d_model=int(g_ck["d_model"]),
                     use_features=bool(g_ck["use_features"]), dropout=float(g_ck["dropout"]))
         gate.load_state_dict(g_ck["state_dict"])
-        return cls(GSMoEModel(encoder, experts, gate), list(ex_ck["names"]), root, device)
+        return cls(GSMoEModel(encoder, experts, gate, crops=crops), list(ex_ck["names"]), root, device)
 
     @torch.inference_mode()
     def score(self, features: np.ndarray, name: str = "features") -> ScoreResult:
@@ -219,6 +223,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--operating-point", default=None,
                         help="operating point JSON (notebook 51): adds an 'alarm' column, score >= threshold")
     parser.add_argument("--layout", choices=LAYOUTS, default="auto", help="how to read a 3-axis features file")
+    parser.add_argument("--crops", choices=CROP_MODES, default="each",
+                        help="each: every crop through experts and gate (default); mean: crop-averaged features, faster")
     parser.add_argument("--device", default="cpu")
 
 
@@ -232,7 +238,7 @@ def run(args: argparse.Namespace) -> int:
     if dup:
         raise ValueError(f"several features files would write the same CSV {sorted(dup)}; rename them")
     threshold = float(read_operating_point(args.operating_point)["threshold"]) if args.operating_point else None
-    detector = GSMoE.from_run(args.run, stage_gate=args.gate, device=args.device, seed=args.seed)
+    detector = GSMoE.from_run(args.run, stage_gate=args.gate, device=args.device, seed=args.seed, crops=args.crops)
     for f, out in zip(files, outs):
         x = to_crops_first(np.load(f, mmap_mode="r"), detector.input_dim, args.layout, str(f))
         result = detector.score(x, name=str(f))

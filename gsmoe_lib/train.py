@@ -343,6 +343,22 @@ def tgs_update(scores: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor
     return parts
 
 
+def urdmu_update(model: URDMU, x: torch.Tensor, labels: torch.Tensor, k: int, optimizer: torch.optim.Optimizer,
+                 amp: str = "none") -> dict[str, torch.Tensor]:
+    """One UR-DMU MIL step (the encoder stage, and `gsmoe bench`'s encoder step); returns the loss parts.
+
+    x [B, (C,) S, D] with the normal half of the batch first, labels [B]. Forward and loss under `amp`'s
+    autocast, backward and the optimiser step outside it.
+    """
+    with _autocast(x.device.type, amp):
+        out = model(x, training_extras=True)
+        loss, parts = urdmu_loss(out, labels, k)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return {**parts, "total": loss.detach()}
+
+
 def _warmup(value: int | None, train: TrainSet, batch_abnormal: int) -> int:
     if value is not None:
         return value
@@ -423,13 +439,7 @@ def train_encoder(cfg: PipelineConfig, data: Data, run_dir: str | Path, progress
     def step(i: int, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         idx = idx.to(train.features.device)
         x, labels = train.features[idx].float(), labels_dev[idx]  # [B, (C,) S, D], [B] normal half first
-        with _autocast(device, cfg.amp):
-            out = model(x, training_extras=True)
-            loss, parts = urdmu_loss(out, labels, k)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return {**parts, "total": loss.detach()}
+        return urdmu_update(model, x, labels, k, optimizer, cfg.amp)
 
     history = fit(stage, config, {"model": model}, optimizer, ec.iterations, batches, step,
                   ec.checkpoint_every, progress, on_step=on_step)

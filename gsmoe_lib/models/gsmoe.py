@@ -1,9 +1,14 @@
 """The whole GS-MoE detector as one module: task encoder -> experts -> gate.
 
-Crops follow the evaluation protocol (REFERENCE §4): every crop is scored on its own, all the way through
-the encoder, the experts and the gate, and the final scores are averaged over crops. The encoder therefore
-receives the crops folded into the batch ([B·C, T, D]) so that the experts and the gate see each crop's own
-task-aware features, not a crop-average of them.
+Crops (the paper is silent on how its experts and gate meet the 10 crops; `crops` chooses):
+- "each" (default): every crop is scored on its own, all the way through the encoder, the experts and the
+  gate, and the final scores are averaged over crops (REFERENCE §4, "scores averaged over crops"). The
+  experts and the gate were trained on single-crop samples, so this shows them what they were trained on.
+  Cost: the experts and the gate run C times; at the default widths the whole GS-MoE costs about 3x the
+  encoder alone (benchmarks/README.md, "where the time goes").
+- "mean": the encoder scores every crop and averages its task-aware features over crops; the experts and
+  the gate run once per video on that average. About 1.2x the encoder alone; the scores differ from "each"
+  (the experts are non-linear). `gsmoe bench` times both, benchmarks/README.md reports the metric effect.
 
 At test time every expert runs on every video (a soft mixture): the experts are one batched module, so
 the cost of E experts is one forward pass, not E.
@@ -21,6 +26,7 @@ from gsmoe_lib.models.gate import Gate
 from gsmoe_lib.models.urdmu import URDMU
 
 EXPERT_COMBINE_RULES = ("max", "mean")
+CROP_MODES = ("each", "mean")
 
 
 class GSMoEOutput(NamedTuple):
@@ -46,11 +52,14 @@ def combine_experts(expert_scores: Tensor, rule: str = "max") -> Tensor:
 class GSMoEModel(nn.Module):
     """encoder (URDMU) + experts (Experts, E stacked) + gate (Gate)."""
 
-    def __init__(self, encoder: URDMU, experts: Experts, gate: Gate | None = None) -> None:
+    def __init__(self, encoder: URDMU, experts: Experts, gate: Gate | None = None, crops: str = "each") -> None:
         super().__init__()
+        if crops not in CROP_MODES:
+            raise ValueError(f"unknown crop mode {crops!r}; expected one of {CROP_MODES}")
         self.encoder = encoder
         self.experts = experts
         self.gate = gate
+        self.crops = crops
 
     def forward(self, x: Tensor, expert_mask: Tensor | None = None, combine: str = "max") -> GSMoEOutput:
         """x [B, T, D] or [B, C, T, D] -> GSMoEOutput. Without a gate, `scores` combines the experts by `combine`.
@@ -60,7 +69,11 @@ class GSMoEModel(nn.Module):
         if x.dim() == 3:
             x = x.unsqueeze(1)
         B, C, T, D = x.shape
-        enc = self.encoder(x.reshape(B * C, T, D), training_extras=False)  # scores [B·C, T], features [B·C, T, F]
+        if self.crops == "mean":
+            enc = self.encoder(x, training_extras=False)  # averaged over crops: scores [B, T], features [B, T, F]
+            C = 1  # the experts and the gate see one (crop-averaged) sequence per video
+        else:
+            enc = self.encoder(x.reshape(B * C, T, D), training_extras=False)  # [B·C, T], [B·C, T, F]
         expert_scores = self.experts(enc.features)  # [B·C, T, E]
         if self.gate is not None:
             out = self.gate(expert_scores, enc.features, expert_mask=expert_mask)
@@ -70,6 +83,6 @@ class GSMoEModel(nn.Module):
             scores, embedding = combine_experts(masked, combine), enc.features
 
         def crop_mean(z: Tensor) -> Tensor:  # [B·C, ...] -> [B, ...]
-            return z.reshape(B, C, *z.shape[1:]).mean(1)
+            return z.reshape(B, C, *z.shape[1:]).mean(1) if C > 1 else z
 
         return GSMoEOutput(crop_mean(scores), crop_mean(expert_scores), crop_mean(enc.scores), crop_mean(embedding))
