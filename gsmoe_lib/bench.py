@@ -31,7 +31,8 @@ perf_counter. Memory: peak resident host memory of the process so far (getrusage
 stages of a run) and the peak device memory of each stage (torch.cuda.max_memory_allocated, reset per stage).
 
 `--small` shrinks every size so that the whole benchmark runs in seconds on a CPU (the test suite runs it).
-Options: `--amp none|bf16` (autocast), `--tf32` (TF32 matmuls and convolutions on CUDA), `--device`.
+Options: `--amp none|bf16` (autocast), `--tf32` (TF32 matmuls and convolutions on CUDA), `--device`,
+`--score-modes` (which of the scoring modes above to time).
 The JSON holds the machine and versions (`runs.environment_record`), the settings, the load average
 before and after (timings on a shared machine are only as good as its load) and one record per measurement.
 """
@@ -407,13 +408,16 @@ def bench_scoring(sizes: BenchSizes, device: torch.device, amp: str, warmup: int
 
 def run_benchmark(device: str = "cpu", amp: str = "none", tf32: bool = False, steps: int = 5, warmup: int = 2,
                   stages: tuple[str, ...] = STAGES, small: bool = False, seed: int = 0,
-                  sizes: BenchSizes | None = None) -> dict[str, Any]:
+                  sizes: BenchSizes | None = None, score_modes: tuple[str, ...] = SCORE_MODES) -> dict[str, Any]:
     """Run the chosen stages and return the JSON-ready record (environment, settings, results)."""
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
         raise ValueError(f"unknown benchmark stages {unknown}; expected a subset of {', '.join(STAGES)}")
     if amp not in ("none", "bf16"):
         raise ValueError(f"unknown amp mode {amp!r}; expected 'none' or 'bf16'")
+    bad_modes = [m for m in score_modes if m not in SCORE_MODES]
+    if bad_modes or not score_modes:
+        raise ValueError(f"unknown scoring modes {bad_modes or '(none)'}; expected a subset of {', '.join(SCORE_MODES)}")
     if steps < 1 or warmup < 0:
         raise ValueError(f"need steps >= 1 and warmup >= 0, got steps={steps}, warmup={warmup}")
     dev = torch.device(device)
@@ -427,7 +431,7 @@ def run_benchmark(device: str = "cpu", amp: str = "none", tf32: bool = False, st
     record: dict[str, Any] = {
         "environment": runs.environment_record(seed, device),
         "settings": {"device": device, "amp": amp, "tf32": tf32, "steps": steps, "warmup": warmup,
-                     "stages": list(stages), "small": small, "sizes": asdict(replace(sizes, test_lengths=()))
+                     "stages": list(stages), "score_modes": list(score_modes), "small": small, "sizes": asdict(replace(sizes, test_lengths=()))
                      | {"test_videos": len(sizes.test_lengths), "test_snippets": sum(sizes.test_lengths)}},
         "load_average_before": list(os.getloadavg()),
         "official_urdmu": OFFICIAL_URDMU,
@@ -445,7 +449,7 @@ def run_benchmark(device: str = "cpu", amp: str = "none", tf32: bool = False, st
             elif stage == "gate":
                 results["gate"] = bench_gate(sizes, dev, amp, steps, warmup, gen)
             else:
-                results.update(bench_scoring(sizes, dev, amp, warmup, gen))
+                results.update(bench_scoring(sizes, dev, amp, warmup, gen, score_modes))
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32_before
     record["load_average_after"] = list(os.getloadavg())
@@ -489,6 +493,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=5, help="timed training steps per stage")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps (and warm-up videos) first")
     parser.add_argument("--stages", default=",".join(STAGES), help="comma-separated subset of " + ",".join(STAGES))
+    parser.add_argument("--score-modes", default=",".join(SCORE_MODES),
+                        help="comma-separated subset of " + ",".join(SCORE_MODES) + " (the score stage)")
     parser.add_argument("--small", action="store_true", help="tiny sizes that run in seconds (the tests use it)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
@@ -500,7 +506,9 @@ def run(args: argparse.Namespace) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)  # before the environment record, which reports it
     try:
-        record = run_benchmark(args.device, args.amp, args.tf32, args.steps, args.warmup, stages, args.small, args.seed)
+        modes = tuple(m for m in args.score_modes.split(",") if m)
+        record = run_benchmark(args.device, args.amp, args.tf32, args.steps, args.warmup, stages, args.small, args.seed,
+                               score_modes=modes)
     except ValueError as err:
         print(f"gsmoe bench: {err}", file=sys.stderr)
         return 2

@@ -83,6 +83,14 @@ def test_unknown_stage_and_bad_amp_are_clear_errors(capsys):
         bench.run_benchmark(amp="fp16", small=True)
     assert cli.main(["bench", "--small", "--stages", "nope"]) == 2
     assert "unknown benchmark stages" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="unknown scoring modes"):
+        bench.run_benchmark(stages=("score",), small=True, score_modes=("gsmoe", "fastest"))
+
+
+def test_score_modes_pick_what_is_timed():
+    record = bench.run_benchmark(stages=("score",), small=True, steps=1, warmup=0, score_modes=("gsmoe_mean",))
+    assert set(record["results"]) == {"score_gsmoe_mean"}
+    assert record["settings"]["score_modes"] == ["gsmoe_mean"]
 
 
 @pytest.mark.parametrize("T", [257, 300, 1000])
