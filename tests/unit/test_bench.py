@@ -39,7 +39,7 @@ def test_json_has_every_measurement_with_positive_times(record):
         small.expert_batch_normal + small.expert_batch_abnormal)
     for name in SCORING:
         r = results[name]
-        assert r["total_s"] > 0
+        assert r["total_s"] > 0 and r["cpu_s"] > 0
         assert r["snippets"] == sum(small.test_lengths) and r["videos"] == len(small.test_lengths)
         assert r["snippets_per_s"] == pytest.approx(r["snippets"] / r["total_s"])
     assert results["score_gsmoe"]["vs_urdmu_all_crops"] > 0 and results["score_gsmoe_mean"]["vs_urdmu_all_crops"] > 0
