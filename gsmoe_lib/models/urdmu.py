@@ -22,6 +22,11 @@ so `load_state_dict(released, strict=True)` accepts them unchanged; 6,492,929 pa
     encoder_mu, encoder_var   Linear(dim, dim) each, applied to the memory augmentations
     cls_head     Linear(2 * dim -> 128), ReLU, Linear(128 -> 1), Sigmoid on h = cat[x, aug]
 
+Speed (equal up to float rounding, same parameters): the local branch and its share of `to_out` are one
+[dim, dim] product applied to A x (`GLAttention`), and the memory augmentations are only formed through
+encoder_mu / encoder_var as att (M W^T) + b (`MemoryUnit.read_through`). Dropout draws its mask with the
+cheap CPU generator of `models.dropout`.
+
 Evaluation (`model.eval()`) computes, for every crop independently,
 
     aug    = encoder_mu(Amemory augment of x) + encoder_mu(Nmemory augment of x)     [N, T, dim]
