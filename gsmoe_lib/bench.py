@@ -420,7 +420,8 @@ def run_benchmark(device: str = "cpu", amp: str = "none", tf32: bool = False, st
         raise ValueError(f"unknown amp mode {amp!r}; expected 'none' or 'bf16'")
     bad_modes = [m for m in score_modes if m not in SCORE_MODES]
     if bad_modes or not score_modes:
-        raise ValueError(f"unknown scoring modes {bad_modes or '(none)'}; expected a subset of {', '.join(SCORE_MODES)}")
+        raise ValueError(f"unknown scoring modes {bad_modes or '(none)'}; "
+                         f"expected a subset of {', '.join(SCORE_MODES)}")
     if steps < 1 or warmup < 0:
         raise ValueError(f"need steps >= 1 and warmup >= 0, got steps={steps}, warmup={warmup}")
     dev = torch.device(device)
@@ -434,7 +435,8 @@ def run_benchmark(device: str = "cpu", amp: str = "none", tf32: bool = False, st
     record: dict[str, Any] = {
         "environment": runs.environment_record(seed, device),
         "settings": {"device": device, "amp": amp, "tf32": tf32, "steps": steps, "warmup": warmup,
-                     "stages": list(stages), "score_modes": list(score_modes), "small": small, "sizes": asdict(replace(sizes, test_lengths=()))
+                     "stages": list(stages), "score_modes": list(score_modes), "small": small,
+                     "sizes": asdict(replace(sizes, test_lengths=()))
                      | {"test_videos": len(sizes.test_lengths), "test_snippets": sum(sizes.test_lengths)}},
         "load_average_before": list(os.getloadavg()),
         "official_urdmu": OFFICIAL_URDMU,

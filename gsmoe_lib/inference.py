@@ -224,7 +224,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="operating point JSON (notebook 51): adds an 'alarm' column, score >= threshold")
     parser.add_argument("--layout", choices=LAYOUTS, default="auto", help="how to read a 3-axis features file")
     parser.add_argument("--crops", choices=CROP_MODES, default="each",
-                        help="each: every crop through experts and gate (default); mean: crop-averaged features, faster")
+                        help="each: every crop through experts and gate (default); "
+                             "mean: crop-averaged features, faster")
     parser.add_argument("--device", default="cpu")
 
 

@@ -3,8 +3,8 @@
 Why: on the CPU, `torch.nn.functional.dropout` draws its mask with `bernoulli_`, one random number per
 element: 0.16-0.22 s for one [25,600, 512] activation on the 2-core development machine, about 1 s of a
 10 s UR-DMU training step (six dropout layers). Here one 64-bit draw from the same generator gives four
-16-bit integers u, and an element is kept when u >= p * 2^16: the mask costs about a third as much, and
-the whole dropout about 70 ms for the same tensor (fp32).
+16-bit integers u, and an element is kept when u >= p * 2^16: drawing the mask takes 14 ms instead of
+160-190 ms, the whole dropout about 70 ms instead of 220 ms for the same tensor (fp32).
 
 What changes: the keep probability is 1 - p rounded to a multiple of 2^-16 (exact for p = 0.5, the
 UR-DMU value; p = 0.1 keeps 0.899994 instead of 0.9) and the random stream differs from PyTorch's, so
@@ -15,6 +15,8 @@ On other devices (CUDA's dropout is fused and fast) and for p = 0 or 1, it is `F
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -30,9 +32,7 @@ def fast_mask_applies(x: Tensor, p: float) -> bool:
 
 def keep_mask(shape: torch.Size | tuple[int, ...], p: float) -> Tensor:
     """A bool tensor of `shape`, True with probability 1 - round(p * 2^16) / 2^16, on the CPU."""
-    n = 1
-    for s in shape:
-        n *= s
+    n = math.prod(shape)
     # random_(-2**63, None) fills the full 64-bit range; each int64 is read as four uniform int16 values.
     words = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-(2**63), None)
     u = words.view(torch.int16)[:n].view(shape)  # uniform on [-2^15, 2^15 - 1]

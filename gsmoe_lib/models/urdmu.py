@@ -184,7 +184,7 @@ class GLAttention(nn.Module):
         self.to_out = nn.Sequential(nn.Linear(2 * inner, dim), Dropout(dropout))
 
     def forward(self, x: Tensor) -> Tensor:
-        N, T, dim = x.shape
+        N, T, _ = x.shape
         inner = self.heads * self.dim_head
         w_qkvt = self.to_qkv.weight  # [4 * inner, dim]: rows q, k, v, t, each head-major
         q, k, v = F.linear(x, w_qkvt[: 3 * inner]).chunk(3, dim=-1)  # each [N, T, heads * dim_head]
@@ -330,8 +330,8 @@ class URDMU(nn.Module):
         mu_linear = self.encoder_mu[0]  # the Sequential wrapper only reproduces the released keys
         a_mu, n_mu = self.Amemory.read_through(a_slots, mu_linear), self.Nmemory.read_through(n_slots, mu_linear)
 
-        def crop_mean(z: Tensor) -> Tensor:  # [B * C, ...] -> [B, ...]; a view when C = 1 (training batches)
-            return z.view(B, C, *z.shape[1:]).mean(1) if C > 1 else z.view(B, *z.shape[1:])
+        def crop_mean(z: Tensor) -> Tensor:  # [M * C, ...] -> [M, ...] (M = B or B/2); z itself when C = 1
+            return z.view(-1, C, *z.shape[1:]).mean(1) if C > 1 else z
 
         if not (self.training if training_extras is None else training_extras):
             h = torch.cat([x, a_mu + n_mu], dim=-1)  # [N, T, F]
@@ -342,9 +342,6 @@ class URDMU(nn.Module):
             raise ValueError(f"URDMU training needs an even batch (first half normal, second abnormal), got B={B}")
         half = B * C // 2  # rows [:half] are the normal videos' crops, [half:] the abnormal ones'
         k = k_for_length(T)
-
-        def half_crop_mean(z: Tensor) -> Tensor:  # [B/2 * C, ...] -> [B/2, ...]
-            return z.view(B // 2, C, *z.shape[1:]).mean(1) if C > 1 else z
 
         def topk_rows_mean(att: Tensor, z: Tensor) -> Tensor:  # att [M, T], z [M, T, dim] -> [M, dim]
             index = att.topk(k, dim=-1).indices  # [M, k], no gradient through the selection
@@ -364,17 +361,17 @@ class URDMU(nn.Module):
         return URDMUOutput(
             scores=crop_mean(scores),
             features=crop_mean(h),
-            A_att=half_crop_mean(A_att),
-            N_att=half_crop_mean(N_att),
-            A_Natt=half_crop_mean(A_Natt),
-            N_Aatt=half_crop_mean(N_Aatt),
-            triplet_anchor=half_crop_mean(topk_rows_mean(N_att, x_n)),
-            triplet_positive=half_crop_mean(topk_rows_mean(N_Aatt, x_a)),
-            triplet_negative=half_crop_mean(topk_rows_mean(A_att, x_a)),
+            A_att=crop_mean(A_att),
+            N_att=crop_mean(N_att),
+            A_Natt=crop_mean(A_Natt),
+            N_Aatt=crop_mean(N_Aatt),
+            triplet_anchor=crop_mean(topk_rows_mean(N_att, x_n)),
+            triplet_positive=crop_mean(topk_rows_mean(N_Aatt, x_a)),
+            triplet_negative=crop_mean(topk_rows_mean(A_att, x_a)),
             kl_mu=mu,
             kl_logvar=logvar,
-            abnormal_aug_norm=half_crop_mean(topk_rows_mean(A_att, a_mu[half:])).norm(dim=-1),
-            normal_aug_norm=half_crop_mean(topk_rows_mean(N_att, sample)).norm(dim=-1),
+            abnormal_aug_norm=crop_mean(topk_rows_mean(A_att, a_mu[half:])).norm(dim=-1),
+            normal_aug_norm=crop_mean(topk_rows_mean(N_att, sample)).norm(dim=-1),
         )
 
 
