@@ -20,7 +20,7 @@ from gsmoe_lib import runs
 from gsmoe_lib.data.layouts import open_dataset
 from gsmoe_lib.evaluate import evaluate_dataset
 from gsmoe_lib.inference import GSMoE, resolve_run
-from gsmoe_lib.train import config_from_dict
+from gsmoe_lib.train import config_from_dict, dataset_name
 
 OPTIONS = (("each", "none"), ("mean", "none"), ("each", "bf16"), ("mean", "bf16"))
 METRICS = ("auc", "auc_abnormal", "ap", "ap_abnormal")
@@ -30,7 +30,7 @@ def measure(run: str, seed: int, device: str) -> dict:
     root = resolve_run(run, seed)
     cfg = config_from_dict(runs.read_json(root / "pipeline_config.json"))
     d = cfg.data
-    test = open_dataset(d.data_root, d.dataset or "ucf-crime", "test", train_list=d.train_list,
+    test = open_dataset(d.data_root, dataset_name(d), "test", train_list=d.train_list,
                         test_list=d.test_list, annotations=d.annotations)
     record = {"run": str(root), "environment": runs.environment_record(seed, device), "results": []}
     for crops, amp in OPTIONS:

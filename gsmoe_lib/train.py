@@ -201,9 +201,14 @@ class Data(NamedTuple):
     dataset: str
 
 
+def dataset_name(cfg: DataConfig) -> str:
+    """The dataset a DataConfig names: its `dataset`, else DATA_ROOT/gsmoe_dataset.json's, else ucf-crime."""
+    return cfg.dataset or detect_dataset_name(cfg.data_root) or "ucf-crime"
+
+
 def load_data(cfg: DataConfig, device: str = "cpu", progress: bool = True) -> Data:
     """Open both splits (one directory walk) and pool the training videos once, staged on `device`."""
-    dataset = cfg.dataset or detect_dataset_name(cfg.data_root) or "ucf-crime"
+    dataset = dataset_name(cfg)
     index = FileIndex.build(cfg.data_root)
     kw = dict(train_list=cfg.train_list, test_list=cfg.test_list, annotations=cfg.annotations, file_index=index)
     train_ds = open_dataset(cfg.data_root, dataset, "train", **kw)
