@@ -29,7 +29,8 @@ bench small --small --steps 2 --warmup 1          # seconds: catches a broken in
 bench fp32 --steps 10 --warmup 3
 bench tf32 --tf32 --steps 10 --warmup 3
 bench bf16 --amp bf16 --steps 10 --warmup 3
-# The quick-profile pipeline in fp32 and bf16: wall time per stage and how bf16 moves the metrics.
+# The quick-profile pipeline in fp32, TF32 and bf16, one seed: wall time per stage and the metrics.
 echo "== pipeline"
-timeout 150 "$PY" benchmarks/gpu_pipeline.py "$OUT/pipeline.json" none bf16 2>&1 | tail -60 | tee "$OUT/pipeline.log"
+timeout 150 "$PY" -m gsmoe_lib.precision --device cuda --precisions none,tf32,bf16 --seeds 0 \
+    --runs /tmp/gsmoe-precision --json "$OUT/pipeline.json" 2>&1 | tail -60 | tee "$OUT/pipeline.log"
 ls -l "$OUT"

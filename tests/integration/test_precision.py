@@ -1,0 +1,60 @@
+"""The precision benchmark (`gsmoe_lib.precision`) on the tiny profile: fp32 and bf16, two seeds."""
+
+import json
+import statistics
+
+import pytest
+
+from gsmoe_lib import precision, train
+from gsmoe_lib.data.synthetic import synthesize
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory):
+    root = tmp_path_factory.mktemp("precision")
+    data_root = synthesize(root / "data", profile="tiny", seed=0, feature_dim=64)
+    args = precision.build_parser().parse_args([
+        "--profile", "tiny", "--data-root", str(data_root), "--runs", str(root / "runs"),
+        "--precisions", "none,bf16", "--seeds", "0,1", "--json", str(root / "out.json"),
+    ])
+    return root, args, precision.run(args)
+
+
+def test_one_record_per_precision_and_seed_with_every_stage(measured):
+    root, _, result = measured
+    assert [(r["precision"], r["seed"]) for r in result["records"]] == [
+        ("none", 0), ("bf16", 0), ("none", 1), ("bf16", 1)]
+    for r in result["records"]:
+        assert list(r["stages"]) == list(train.STAGES)
+        assert (root / "runs" / f"{r['precision']}-seed{r['seed']}" / "gate" / "DONE").is_file()
+        for cells in r["stages"].values():
+            assert 0.0 <= cells["auc"] <= 100.0 and cells["seconds"] > 0 and cells["loaded"] is False
+    written = json.loads((root / "out.json").read_text())
+    assert written["environment"]["device"] == "cpu" and written["profile"] == "tiny"
+
+
+def test_precision_changes_the_run_and_the_summary_follows_the_records(measured):
+    _, _, result = measured
+    recs = {(r["precision"], r["seed"]): r["stages"] for r in result["records"]}
+    # bf16 autocast really trains differently (the encoder's scores are not the fp32 ones)
+    assert recs[("none", 0)]["encoder"]["ap"] != recs[("bf16", 0)]["encoder"]["ap"]
+    s = result["summary"]
+    values = [recs[("bf16", seed)]["gate"]["auc"] for seed in (0, 1)]
+    cell = s["bf16"]["gate"]["auc"]
+    assert cell["mean"] == pytest.approx(statistics.fmean(values))
+    assert cell["std"] == pytest.approx(statistics.stdev(values))
+    assert cell["delta"] == pytest.approx(cell["mean"] - s["none"]["gate"]["auc"]["mean"])
+    assert s["none"]["encoder"]["ap"]["delta"] == 0.0
+
+
+def test_a_second_call_loads_the_finished_runs(measured):
+    _, args, _ = measured
+    again = precision.run(args)
+    assert all(c["loaded"] for r in again["records"] for c in r["stages"].values())
+
+
+def test_bad_precision_is_refused(tmp_path):
+    with pytest.raises(SystemExit, match="--precisions"):
+        precision.run(precision.build_parser().parse_args(["--precisions", "fp16", "--runs", str(tmp_path)]))
+    with pytest.raises(ValueError, match="only exists on CUDA"):
+        precision.measure_one(train.config_for("tiny"), tmp_path / "r", "tf32")
