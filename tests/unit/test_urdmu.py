@@ -297,3 +297,31 @@ def test_load_released_names_the_file_and_the_wrong_keys(tmp_path):
     torch.save({"model": URDMU().state_dict()}, path)
     with pytest.raises(ValueError, match="broken.pkl"):
         load_released(path)
+
+
+def test_local_kernels_are_built_on_the_device_of_the_features():
+    """No tensor is made on the host and copied over (on a GPU, each copy would synchronise once per video)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from gsmoe_lib.models import urdmu
+
+    class HostTensors(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if isinstance(out, torch.Tensor) and out.device.type == "cpu":
+                self.ops.append(str(func))
+            return out
+
+    urdmu._cached_local_kernel.cache_clear()
+    urdmu._cached_band_blocks.cache_clear()
+    with HostTensors() as mode:
+        dense = urdmu.local_mix(torch.empty(2, 9, 4, device="meta"))
+        banded = urdmu.local_mix(torch.empty(2, urdmu.DENSE_MAX_T + 5, 4, device="meta"))
+    assert dense.device.type == banded.device.type == "meta"
+    assert mode.ops == []
+    urdmu._cached_local_kernel.cache_clear()
+    urdmu._cached_band_blocks.cache_clear()
