@@ -26,8 +26,10 @@ Decisions where the paper is silent (all are config fields):
   1/8 share (`warmup_iterations` 6 / 8 / 10) gives gate AUC 75.2 ± 2.2 against 80.2 ± 0.8 for one epoch
   (38 of the experts' 60 iterations), so the cap sits above UCF quick's epochs, which it leaves unchanged.
   XD quick, seed 0, AP of TGS / experts / gate: 55.3 / 55.2 / 44.6 uncapped, 65.8 / 44.3 / 48.3 with the
-  cap, 63.2 / 66.7 / 67.0 with the 1/8 share; its stages are simply too short for its data (the warning
-  says so), raise their iterations there. A capped epoch is warned about.
+  cap, 63.2 / 66.7 / 67.0 with the 1/8 share. With the cap TGS recovers, but the experts' and the gate's
+  scores stay nearly constant (std over the test set 1.9e-4 and 1.5e-8): 40 steps of L_topk-norm alone
+  saturate the freshly initialised experts and 20 pseudo-label steps do not bring them back. These quick
+  stages are too short for XD's data; raise their iterations there (the warning says so).
 - Pseudo-labels (`TGSConfig.source`). Default "encoder": computed once, before the stage, from a frozen
   encoder's eval-mode scores: the MIL encoder's for TGS fine-tuning, the TGS encoder's for the experts and
   the gate. "self" recomputes them every step from the trained module's own current scores. Measured on
