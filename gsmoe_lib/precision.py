@@ -9,6 +9,10 @@ seeds and the difference to fp32. Precisions:
     tf32   fp32 tensors, TF32 matrix products (CUDA only; `torch.backends.*.allow_tf32`)
 
     python -m gsmoe_lib.precision --device cpu --precisions none,bf16 --seeds 0,1,2 --json OUT.json
+    python -m gsmoe_lib.precision --precisions none --config overrides.json   # any PipelineConfig change
+
+`--config` takes nested PipelineConfig overrides (as `gsmoe train --config`), so the same loop measures a
+setting over seeds, e.g. {"experts": {"lr": 3e-4}}; the overrides are recorded in the JSON.
 
 Each (precision, seed) is its own run folder under `--runs` (default runs/precision); a finished stage is
 loaded, not retrained, so an interrupted measurement resumes. Seconds are only comparable between runs that
@@ -117,7 +121,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         torch.set_num_threads(args.threads)
     data_root = args.data_root or synthesize(
         Path(args.runs) / "data", profile=args.profile, seed=args.data_seed, dataset=args.dataset)
-    base = train.config_for(args.profile, str(data_root), dataset=args.dataset, device=args.device)
+    overrides = runs.read_json(args.config) if args.config else None
+    base = train.config_for(args.profile, str(data_root), dataset=args.dataset, device=args.device,
+                            overrides=overrides)
     data = train.load_data(base.data, base.device, progress=False)
     records = []
     for seed in seeds:
@@ -129,6 +135,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                   f"{sum(s['seconds'] for s in stages.values()):.1f} s", flush=True)
     summary = summarise(records)
     result = {"environment": runs.environment_record(None, args.device), "profile": args.profile,
+              "overrides": overrides,
               "dataset": args.dataset, "data_root": str(data_root), "data_seed": args.data_seed,
               "records": records, "summary": summary}
     print(table(summary))
@@ -146,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dataset", choices=("ucf-crime", "xd-violence"), default="ucf-crime")
     parser.add_argument("--data-root", default=None, help="dataset folder (default: synthesize one under --runs)")
     parser.add_argument("--data-seed", type=int, default=0, help="seed of the synthetic dataset")
+    parser.add_argument("--config", default=None, help="JSON file of nested PipelineConfig overrides (as gsmoe train)")
     parser.add_argument("--runs", default="runs/precision", help="folder of the run folders")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--json", default=None, help="write the records and the summary here")

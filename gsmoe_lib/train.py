@@ -27,9 +27,10 @@ Decisions where the paper is silent (all are config fields):
   (38 of the experts' 60 iterations), so the cap sits above UCF quick's epochs, which it leaves unchanged.
   XD quick, seed 0, AP of TGS / experts / gate: 55.3 / 55.2 / 44.6 uncapped, 65.8 / 44.3 / 48.3 with the
   cap, 63.2 / 66.7 / 67.0 with the 1/8 share. With the cap TGS recovers, but the experts' and the gate's
-  scores stay nearly constant (std over the test set 1.9e-4 and 1.5e-8): 40 steps of L_topk-norm alone
-  saturate the freshly initialised experts and 20 pseudo-label steps do not bring them back. These quick
-  stages are too short for XD's data; raise their iterations there (the warning says so).
+  scores stay nearly constant (std over the test set 1.9e-4 and 1.5e-8): the TGS encoder's training-set
+  scores peak at 0.19, below `TGSConfig.min_height` 0.2, so their pseudo-labels are all 0
+  (`check_pseudo_labels` warns). These quick stages are too short for XD's data; raise their iterations
+  there (the warnings say so).
 - Pseudo-labels (`TGSConfig.source`). Default "encoder": computed once, before the stage, from a frozen
   encoder's eval-mode scores: the MIL encoder's for TGS fine-tuning, the TGS encoder's for the experts and
   the gate. "self" recomputes them every step from the trained module's own current scores. Measured on
@@ -552,7 +553,32 @@ def _teacher_pseudo_labels(encoder: URDMU, train: TrainSet, tgs_cfg: TGSConfig, 
         with _autocast(device, amp):
             out = encoder(train.features[start:start + chunk].to(device).float(), training_extras=False)
         scores.append(out.scores.float())  # [chunk, S]
-    return pseudo_labels(torch.cat(scores), tgs_cfg).to(train.features.device)
+    scores = torch.cat(scores)
+    pseudo = pseudo_labels(scores, tgs_cfg)
+    check_pseudo_labels(pseudo, scores, train.labels, tgs_cfg, "tgs")
+    return pseudo.to(train.features.device)
+
+
+def check_pseudo_labels(pseudo: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, tgs_cfg: TGSConfig,
+                        stage: str) -> None:
+    """Warn when no abnormal training sample got a TGS kernel: the stage would then learn to score 0.
+
+    pseudo, scores [N, S] (the teacher's pseudo-labels and the scores they were splatted from), labels [N].
+    Happens when the teacher's scores never make a peak of `min_height` and `prominence` (seen on the XD quick
+    run, whose TGS encoder peaked at 0.19 on the training set): every target ŷ is 0, and BCE + sparsity pull
+    the stage to 0.
+    """
+    abnormal = (labels == 1).to(pseudo.device)
+    if not bool(abnormal.any()) or float(pseudo[abnormal].amax()) > 0.0:
+        return
+    top = float(scores[abnormal.to(scores.device)].amax())
+    warnings.warn(
+        f"{stage}: no TGS kernel on any of the {int(abnormal.sum())} abnormal training samples (the teacher's "
+        f"scores reach {top:.3f}; a kernel needs a peak of height >= min_height={tgs_cfg.min_height} and "
+        f"prominence >= {tgs_cfg.prominence}), so every pseudo-label is 0 and this stage learns to score 0 "
+        f"everywhere. Lower {stage}.tgs.min_height or .prominence, or train the encoder stages longer.",
+        stacklevel=2,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -701,6 +727,8 @@ def train_experts(cfg: PipelineConfig, data: Data, encoder: URDMU, run_dir: str 
     warmup = _warmup(xc, data.train, "experts")
     from_encoder = xc.tgs.source == "encoder"
     pseudo_all = pseudo_labels(enc_scores, xc.tgs) if from_encoder else None  # [N, S]
+    if from_encoder:
+        check_pseudo_labels(pseudo_all, enc_scores, labels, xc.tgs, "experts")
     normal = torch.nonzero(labels.cpu() == 0).flatten()
     gen = torch.Generator().manual_seed(cfg.seed + 2)
     batches = _per_expert_batches(member, normal, xc.batch_normal, xc.batch_abnormal, gen)
@@ -776,6 +804,8 @@ def train_gate(cfg: PipelineConfig, data: Data, encoder: URDMU, experts: Experts
     warmup = _warmup(gc, data.train, "gate")
     from_encoder = gc.tgs.source == "encoder"
     pseudo_all = pseudo_labels(enc_scores, gc.tgs) if from_encoder else None
+    if from_encoder:
+        check_pseudo_labels(pseudo_all, enc_scores, labels, gc.tgs, "gate")
     flat_train = replace(data.train, features=features, labels=labels.cpu()) if data.train.features.dim() == 4 \
         else data.train
     gen = torch.Generator().manual_seed(cfg.seed + 3)

@@ -13,9 +13,11 @@ from gsmoe_lib.data.synthetic import synthesize
 def measured(tmp_path_factory):
     root = tmp_path_factory.mktemp("precision")
     data_root = synthesize(root / "data", profile="tiny", seed=0, feature_dim=64)
+    (root / "overrides.json").write_text(json.dumps({"gate": {"dropout": 0.0}}))
     args = precision.build_parser().parse_args([
         "--profile", "tiny", "--data-root", str(data_root), "--runs", str(root / "runs"),
         "--precisions", "none,bf16", "--seeds", "0,1", "--json", str(root / "out.json"),
+        "--config", str(root / "overrides.json"),
     ])
     return root, args, precision.run(args)
 
@@ -31,6 +33,10 @@ def test_one_record_per_precision_and_seed_with_every_stage(measured):
             assert 0.0 <= cells["auc"] <= 100.0 and cells["seconds"] > 0 and cells["loaded"] is False
     written = json.loads((root / "out.json").read_text())
     assert written["environment"]["device"] == "cpu" and written["profile"] == "tiny"
+    # the overrides reach the runs and are recorded
+    assert written["overrides"] == {"gate": {"dropout": 0.0}}
+    gate_config = json.loads((root / "runs" / "none-seed0" / "gate" / "config.json").read_text())
+    assert gate_config["settings"]["dropout"] == 0.0 != train.make_config("tiny").gate.dropout
 
 
 def test_precision_changes_the_run_and_the_summary_follows_the_records(measured):
