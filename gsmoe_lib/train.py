@@ -385,6 +385,8 @@ def _warmup(cfg: TGSTrainingConfig, train: TrainSet, stage: str) -> int:
     `cfg.warmup_iterations` when set, else one epoch of abnormal samples, capped at `cfg.warmup_max_fraction`
     of `cfg.iterations`.
     """
+    if not 0.0 < cfg.warmup_max_fraction <= 1.0:
+        raise ValueError(f"{stage}.warmup_max_fraction must be in (0, 1], got {cfg.warmup_max_fraction}")
     if cfg.warmup_iterations is not None:
         if cfg.warmup_iterations >= cfg.iterations:
             warnings.warn(f"{stage}: warmup_iterations={cfg.warmup_iterations} covers all {cfg.iterations} "

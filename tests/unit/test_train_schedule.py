@@ -36,3 +36,8 @@ def test_an_epoch_longer_than_the_cap_is_cut_and_warned_about():
 def test_an_explicit_warmup_covering_the_stage_is_warned_about():
     with pytest.warns(UserWarning, match="gate: warmup_iterations=80 covers all 80"):
         assert train._warmup(stage(iterations=80, warmup_iterations=80), fake_train(1), "gate") == 80
+
+
+def test_a_cap_outside_zero_one_is_refused():
+    with pytest.raises(ValueError, match="experts.warmup_max_fraction must be in"):
+        train._warmup(stage(warmup_max_fraction=1.5), fake_train(10), "experts")
