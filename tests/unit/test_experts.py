@@ -47,7 +47,7 @@ def test_output_shape_range_no_nan():
 
 def test_batched_equals_each_expert_alone_and_reference():
     m = small_experts(4).eval()
-    with torch.no_grad():  # LayerNorm affines away from their (1, 0) start: the batched module folds them
+    with torch.no_grad():  # LayerNorm affines away from their (1, 0) start, so that they are compared too
         for name in ("norm1", "norm2", "norm_head"):
             getattr(m, f"{name}_weight").uniform_(0.5, 1.5)
             getattr(m, f"{name}_bias").normal_()
