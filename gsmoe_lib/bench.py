@@ -40,6 +40,7 @@ before and after (timings on a shared machine are only as good as its load) and 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
 import statistics
@@ -141,6 +142,17 @@ class BenchSizes:
 
 def _autocast(device: torch.device, amp: str):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp == "bf16")
+
+
+@contextlib.contextmanager
+def tf32_matmuls(enabled: bool):
+    """TF32 matrix products and convolutions on CUDA inside the block; the previous flags are restored."""
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
 
 
 def _host_peak_mb() -> float:
@@ -430,8 +442,6 @@ def run_benchmark(device: str = "cpu", amp: str = "none", tf32: bool = False, st
     sizes = sizes or (BenchSizes.small() if small else BenchSizes.paper())
     runs.seed_everything(seed)
     gen = torch.Generator().manual_seed(seed)
-    tf32_before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
     record: dict[str, Any] = {
         "environment": runs.environment_record(seed, device),
         "settings": {"device": device, "amp": amp, "tf32": tf32, "steps": steps, "warmup": warmup,
@@ -443,7 +453,7 @@ def run_benchmark(device: str = "cpu", amp: str = "none", tf32: bool = False, st
         "results": {},
     }
     results = record["results"]
-    try:
+    with tf32_matmuls(tf32):
         for stage in stages:
             if stage == "encoder":
                 results["encoder"] = bench_encoder(sizes, dev, amp, steps, warmup, gen)
@@ -455,8 +465,6 @@ def run_benchmark(device: str = "cpu", amp: str = "none", tf32: bool = False, st
                 results["gate"] = bench_gate(sizes, dev, amp, steps, warmup, gen)
             else:
                 results.update(bench_scoring(sizes, dev, amp, warmup, gen, score_modes))
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32_before
     record["load_average_after"] = list(os.getloadavg())
     return record
 

@@ -23,32 +23,21 @@ every run reads the same synthetic dataset (`--data-seed`), as `make reproduce` 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import statistics
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
 from gsmoe_lib import runs, train
+from gsmoe_lib.bench import tf32_matmuls
 from gsmoe_lib.data.synthetic import synthesize
 
 PRECISIONS = ("none", "bf16", "tf32")
 METRICS = ("auc", "auc_abnormal", "ap", "ap_abnormal")
-
-
-@contextlib.contextmanager
-def _tf32(enabled: bool) -> Iterator[None]:
-    """TF32 matrix products and convolutions on CUDA inside the block; the previous flags are restored."""
-    old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
-    try:
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
 
 
 def measure_one(cfg: train.PipelineConfig, run_dir: str | Path, precision: str, data: train.Data | None = None,
@@ -61,7 +50,7 @@ def measure_one(cfg: train.PipelineConfig, run_dir: str | Path, precision: str, 
     cfg = replace(cfg, amp="bf16" if precision == "bf16" else "none")
     data = data or train.load_data(cfg.data, cfg.device, progress=False)
     stages: dict[str, Any] = {}
-    with _tf32(precision == "tf32"):
+    with tf32_matmuls(precision == "tf32"):
         for i, stage in enumerate(train.STAGES):
             # run_pipeline loads the stages before this one (finished with the same config), so the time of
             # each call is the time of its last stage.
