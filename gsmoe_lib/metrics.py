@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from sklearn.exceptions import UndefinedMetricWarning
@@ -500,3 +500,35 @@ def operating_curve(
     """`operating_point` at each of `thresholds`: name -> array [len(thresholds)] (precision, recall, ...)."""
     points = [operating_point(video_scores, frame_labels, float(t), fps, factor) for t in thresholds]
     return {k: np.asarray([p[k] for p in points], dtype=np.float64) for k in points[0]} if points else {}
+
+
+# ----------------------------------------------------------------------------------------------------
+# Collapse: a stage whose test scores are (nearly) constant has no ranking to measure
+
+# A stage whose test scores have a pooled standard deviation below this is "collapsed": its AUC / AP are
+# then set by float rounding and tie-breaking, not by what it learned, and are reported as "collapsed",
+# not as metrics (issue 12). Scores are probabilities in [0, 1]; the XD quick run's collapsed experts
+# and gate had std 1.9e-4 and 1.5e-8, the working stages 0.1 to 0.3.
+COLLAPSE_STD = 1e-3
+
+
+def score_spread(video_scores: Mapping[str, np.ndarray]) -> float:
+    """The standard deviation of all test snippet scores pooled over the videos (population std, ddof 0).
+
+    video_scores: name -> scores [T] (or [C, T], crops averaged first). NaN scores are ignored; no finite
+    score at all raises ValueError.
+    """
+    if not video_scores:
+        raise ValueError("score_spread: no videos")
+    pooled = np.concatenate([np.asarray(average_crops(np.asarray(s)), dtype=np.float64).ravel()
+                             for s in video_scores.values()])
+    finite = pooled[np.isfinite(pooled)]
+    if finite.size == 0:
+        raise ValueError(f"score_spread: no finite score among {pooled.size} snippets")
+    return float(finite.std())
+
+
+def collapse_report(video_scores: Mapping[str, np.ndarray], threshold: float = COLLAPSE_STD) -> dict[str, Any]:
+    """{"score_std": pooled std of the test scores, "collapsed": std < threshold} (added to every stage's metrics)."""
+    std = score_spread(video_scores)
+    return {"score_std": std, "collapsed": bool(std < threshold)}

@@ -431,12 +431,16 @@ def load_scores(path: str | Path) -> dict[str, np.ndarray]:
 
 def _evaluate(score_fn: Callable, test: FeatureDataset, device: str, amp: str, progress: bool,
               ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    from gsmoe_lib.metrics import collapse_report
+
     def fn(x: torch.Tensor):
         with _autocast(device, amp):
             out = score_fn(x)
         return out.float() if isinstance(out, torch.Tensor) else out
 
-    return evaluate_dataset(fn, test, device=device, progress=progress)
+    metrics, scores = evaluate_dataset(fn, test, device=device, progress=progress)
+    metrics.update(collapse_report(scores))  # score_std, collapsed: a constant stage has no metric to quote
+    return metrics, scores
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -847,13 +851,14 @@ def _score_with_extra(score_fn: Callable, test: FeatureDataset, device: str, amp
 
 
 def _metrics_of(video_scores: dict[str, np.ndarray], test: FeatureDataset) -> dict[str, Any]:
-    from gsmoe_lib.metrics import classwise_auc, evaluate_scores
+    from gsmoe_lib.metrics import classwise_auc, collapse_report, evaluate_scores
 
     frame_labels = {v.name: test.frame_labels(i) for i, v in enumerate(test.videos)}
     abnormal = {v.name: bool(v.label) for v in test.videos}
     metrics = evaluate_scores(video_scores, frame_labels, abnormal)
     metrics["classwise"] = classwise_auc(video_scores, frame_labels, {v.name: tuple(v.classes) for v in test.videos},
                                          classes=list(test.classes))
+    metrics.update(collapse_report(video_scores))  # score_std, collapsed
     return metrics
 
 
