@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -22,6 +22,9 @@ from matplotlib.figure import Figure
 
 from gsmoe_lib.runs import atomic_path
 from gsmoe_lib.tgs import TGSConfig, explain
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 DPI = 150
 SNIPPET_LABEL = "snippet (16 frames)"
@@ -322,5 +325,37 @@ def plot_metric_bars(
     ax.set_ylim(0, 100)
     ax.set_title(title)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def plot_expert_class_auc(matrix: pd.DataFrame, title: str = "Expert x class snippet AUC") -> Figure:
+    """Heatmap of an expert x class AUC matrix (`evaluate.expert_class_auc`, fractions, drawn in percent).
+
+    Rows are experts, columns classes; each cell is annotated with its value; the own expert of a class
+    (the row named like the column) is outlined in black, so class experts that specialise show a bright,
+    outlined diagonal. NaN cells (a class without test videos) are left blank.
+    """
+    values = 100.0 * matrix.to_numpy(dtype=np.float64)  # [E, K]
+    experts, classes = [str(e) for e in matrix.index], [str(c) for c in matrix.columns]
+    E, K = values.shape
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.55 * K + 2.5), max(3.0, 0.4 * E + 1.8)))
+    finite = values[np.isfinite(values)]
+    lo = min(50.0, float(finite.min())) if finite.size else 0.0
+    image = ax.imshow(np.ma.masked_invalid(values), cmap="viridis", vmin=lo, vmax=100.0, aspect="auto")
+    for e in range(E):
+        for k in range(K):
+            if np.isfinite(values[e, k]):
+                dark = values[e, k] < lo + 0.6 * (100.0 - lo)
+                ax.text(k, e, f"{values[e, k]:.0f}", ha="center", va="center", fontsize=6,
+                        color="white" if dark else "black")
+            if experts[e] == classes[k]:
+                ax.add_patch(plt.Rectangle((k - 0.5, e - 0.5), 1, 1, fill=False, edgecolor="black", lw=1.8))
+    ax.set_xticks(np.arange(K), classes, rotation=45, ha="right")
+    ax.set_yticks(np.arange(E), experts)
+    ax.set_xlabel("test class (its abnormal videos + all normal videos)")
+    ax.set_ylabel("expert")
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax, label="snippet AUC (%)")
     fig.tight_layout()
     return fig
