@@ -295,7 +295,8 @@ def table_metrics(results: Mapping[str, Any], tables: Sequence[str]) -> dict[str
 
     A table is a mapping row -> {metric: number} (ablation, table3, table5) or metric -> number (encoder,
     tgs). Only the test metrics (`METRICS`: fractions) are taken; notes, per-seed lists, configs and the
-    `<metric>_std` companions (a cell has one seed) are left out.
+    `<metric>_std` companions (a cell has one seed) are left out. A table that holds metrics itself is a
+    metric table: its nested mappings (a config, settings) are not rows and are not read.
     """
     def numbers(prefix: str, mapping: Mapping[str, Any]) -> dict[str, float]:
         return {f"{prefix}.{m}": float(v) for m, v in mapping.items()
@@ -306,7 +307,10 @@ def table_metrics(results: Mapping[str, Any], tables: Sequence[str]) -> dict[str
         rows = results.get(table)
         if not isinstance(rows, Mapping):
             continue
-        out.update(numbers(table, rows))
+        own = numbers(table, rows)
+        out.update(own)
+        if own:
+            continue  # metric -> number: a nested config's "auc" is not a result
         for row, metrics in rows.items():
             if isinstance(metrics, Mapping):
                 out.update(numbers(f"{table}.{row}", metrics))
