@@ -185,12 +185,20 @@ def test_bf16_autocast_runs():
 
 
 def test_scoring_under_inference_mode_then_training_works():
+    """A local kernel first built while scoring (inference mode) is an ordinary tensor that training can save
+    for backward: the training step after it gives a finite loss and a gradient to every parameter."""
     model = tiny_model()
-    x = torch.randn(2, 11, 6, dtype=torch.float64)  # a length no other test uses: the kernel is new
+    T = 11  # a length no other test uses: the kernel is new
+    x = torch.randn(2, T, 6, dtype=torch.float64)
     with torch.inference_mode():
-        model.eval()(x)
+        scored = model.eval()(x).scores
+    assert scored.is_inference()  # the scoring pass really ran under inference mode
+    assert not local_kernel(T, "cpu", torch.float64).is_inference()  # ... but the cached kernel did not
     loss, _ = urdmu_loss(model.train()(x), torch.tensor([0, 1]))
+    assert torch.isfinite(loss)
     loss.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
 
 
 # ---- training ----
