@@ -541,3 +541,38 @@ def stage_collapse(stages: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         with np.load(path) as z:
             out[name] = collapse_report({k: z[k] for k in z.files})
     return out
+
+
+def advantage_over_seeds(per_seed: Sequence[Mapping[str, Any] | None]) -> dict[str, Any] | None:
+    """Own-expert advantages of several seeds (`own_expert_advantage`) summarised in one entry.
+
+    Returns {"per_class": class -> mean points over the seeds that measured it, "mean": mean over seeds of
+    each seed's mean, "std": sample std of those means (NaN with one seed), "n_positive": classes whose
+    mean advantage > 0, "n_classes", "per_seed": the inputs}; None when the experts are not class experts.
+    """
+    if not per_seed or any(a is None for a in per_seed):
+        return None
+    classes = list(dict.fromkeys(c for a in per_seed for c in a["per_class"]))
+    per_class = {c: float(np.mean([a["per_class"][c] for a in per_seed if c in a["per_class"]])) for c in classes}
+    means = np.asarray([a["mean"] for a in per_seed], dtype=np.float64)
+    return {"per_class": per_class, "mean": float(means.mean()),
+            "std": float(means.std(ddof=1)) if means.size > 1 else float("nan"),
+            "n_positive": int(sum(v > 0 for v in per_class.values())), "n_classes": len(per_class),
+            "per_seed": list(per_seed)}
+
+
+def collapse_over_seeds(per_seed: Sequence[Mapping[str, Mapping[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Stage collapse of several seeds (`stage_collapse` each) in one entry per stage.
+
+    Returns stage -> {"score_std": mean over seeds, "collapsed_seeds": how many seeds collapsed, "n_seeds",
+    "per_seed_std": [std of each seed]}, stages in the order first seen.
+    """
+    stages = list(dict.fromkeys(s for seed in per_seed for s in seed))
+    out = {}
+    for s in stages:
+        rows = [seed[s] for seed in per_seed if s in seed]
+        stds = [float(r["score_std"]) for r in rows]
+        out[s] = {"score_std": float(np.mean(stds)),
+                  "collapsed_seeds": int(sum(bool(r["collapsed"]) for r in rows)),
+                  "n_seeds": len(rows), "per_seed_std": stds}
+    return out

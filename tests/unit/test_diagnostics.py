@@ -19,6 +19,8 @@ from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from gsmoe_lib import figures  # noqa: E402
 from gsmoe_lib.evaluate import (  # noqa: E402
+    advantage_over_seeds,
+    collapse_over_seeds,
     expert_class_auc,
     expert_masking,
     expert_masking_fills,
@@ -307,3 +309,20 @@ def test_heatmap_outlines_the_own_expert_and_labels_the_colour_bar():
     texts = [t.get_text() for t in ax.texts]
     assert texts.count("100") == 3 and texts.count("50") == 6  # 9 finite cells, no label on the NaN column
     plt.close(fig)
+
+
+def test_advantage_and_collapse_over_seeds():
+    a = {"per_class": {"Abuse": 4.0, "Arson": -2.0}, "mean": 1.0, "n_positive": 1, "n_classes": 2}
+    b = {"per_class": {"Abuse": 2.0, "Arson": 4.0}, "mean": 3.0, "n_positive": 2, "n_classes": 2}
+    s = advantage_over_seeds([a, b])
+    assert s["per_class"] == {"Abuse": 3.0, "Arson": 1.0} and s["n_positive"] == 2 and s["n_classes"] == 2
+    assert s["mean"] == 2.0 and s["std"] == pytest.approx(np.sqrt(2.0))
+    assert np.isnan(advantage_over_seeds([a])["std"])
+    assert advantage_over_seeds([a, None]) is None
+    seed0 = {"encoder": {"score_std": 0.2, "collapsed": False}, "gate": {"score_std": 0.0, "collapsed": True}}
+    seed1 = {"encoder": {"score_std": 0.4, "collapsed": False}, "gate": {"score_std": 0.1, "collapsed": False}}
+    c = collapse_over_seeds([seed0, seed1])
+    assert list(c) == ["encoder", "gate"]
+    assert c["encoder"] == {"score_std": pytest.approx(0.3), "collapsed_seeds": 0, "n_seeds": 2,
+                            "per_seed_std": [0.2, 0.4]}
+    assert c["gate"]["collapsed_seeds"] == 1 and c["gate"]["score_std"] == pytest.approx(0.05)
