@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from gsmoe_lib import runs
-from gsmoe_lib.metrics import METRIC_NAMES, PAPER_CLASSWISE_AUC, PAPER_NUMBERS
+from gsmoe_lib.metrics import COLLAPSE_STD, METRIC_NAMES, PAPER_CLASSWISE_AUC, PAPER_NUMBERS
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent  # the folder holding notebooks/ (editable install)
 
@@ -83,7 +83,9 @@ def mean_over_seeds(per_seed: Sequence[Mapping[str, Any]],
     """Mean of each metric over seeds (fractions), with a `<metric>_std` companion when there are 2+ seeds.
 
     The std is the sample standard deviation (ddof=1). A metric that is NaN for one seed (a tiny split
-    where it is undefined) makes the mean NaN: it is reported, not hidden.
+    where it is undefined) makes the mean NaN: it is reported, not hidden. Stage metrics that carry the
+    collapse report (`metrics.collapse_report`) add "score_std" (mean over seeds), "collapsed_seeds" and
+    "n_seeds", which `comparison_table` uses to show a collapsed stage as collapsed, not as a metric.
     """
     if not per_seed:
         raise ValueError("mean_over_seeds: no seeds")
@@ -97,6 +99,11 @@ def mean_over_seeds(per_seed: Sequence[Mapping[str, Any]],
         if len(per_seed) > 1:
             var = sum((v - mean) ** 2 for v in values) / max(len(values) - 1, 1)
             out[f"{m}_std"] = math.sqrt(var)
+    reports = [s for s in per_seed if "collapsed" in s and "score_std" in s]
+    if reports:
+        out["score_std"] = sum(float(s["score_std"]) for s in reports) / len(reports)
+        out["collapsed_seeds"] = sum(bool(s["collapsed"]) for s in reports)
+        out["n_seeds"] = len(reports)
     return out
 
 
@@ -125,7 +132,9 @@ def comparison_table(rows: Sequence[tuple[str, str, Mapping[str, Any]]], dataset
     """Markdown table: one row per (label, paper row key, our metrics), ours (mean ± std) beside the paper's.
 
     Our metrics are fractions (shown in percent); the paper's come from `PAPER_NUMBERS[(dataset, key,
-    metric)]` ("–" where the paper has no number).
+    metric)]` ("–" where the paper has no number). A row collapsed on every seed ("collapsed_seeds" ==
+    "n_seeds", see `mean_over_seeds`) shows "collapsed (std …)" instead of its metrics; one collapsed on
+    some seeds says so in its label.
     """
     header = ["row"]
     for m in metrics:
@@ -133,11 +142,16 @@ def comparison_table(rows: Sequence[tuple[str, str, Mapping[str, Any]]], dataset
         header += [f"{name} ours (%)", f"{name} paper (%)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for label, key, values in rows:
+        n_collapsed, n_seeds = int(values.get("collapsed_seeds", 0)), int(values.get("n_seeds", 0))
+        all_collapsed = n_seeds > 0 and n_collapsed >= n_seeds
+        if n_collapsed and not all_collapsed:
+            label = f"{label} (collapsed on {n_collapsed} of {n_seeds} seeds)"
         cells = [label]
         for m in metrics:
             paper = PAPER_NUMBERS.get((dataset, key, _PAPER_METRIC.get(m, m)))
-            cells += [_cell(values.get(m), values.get(f"{m}_std")),
-                      "–" if paper is None else f"{paper:.2f}"]
+            ours = f"collapsed (std {values['score_std']:.1e})" if all_collapsed else \
+                _cell(values.get(m), values.get(f"{m}_std"))
+            cells += [ours, "–" if paper is None else f"{paper:.2f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -215,10 +229,68 @@ def results_markdown(results: Mapping[str, Any]) -> str:
         unmasked = PAPER_CLASSWISE_AUC["unmasked"]
         paper = {"unmasked": unmasked, "gsmoe": unmasked, "gs-moe": unmasked} if ds == "ucf-crime" else {}
         out += ["## Class-wise AUC (Figure 4)\n", _classwise_table(classwise, paper)]
+    out += _diagnostics_markdown(results, ds)
     timings = results.get("timings")
     if isinstance(timings, Mapping) and timings:
         out += ["## Time per notebook\n", _timing_table(timings)]
     return "\n".join(out)
+
+
+def _points(value: Any, std: Any = None, signed: bool = True) -> str:
+    """AUC points (already in points) as text; "–" when missing, "nan" when undefined."""
+    if value is None:
+        return "–"
+    v = float(value)
+    if math.isnan(v):
+        return "nan"
+    text = f"{v:+.2f}" if signed else f"{v:.2f}"
+    if std is not None and not math.isnan(float(std)):
+        text += f" ± {float(std):.2f}"
+    return text
+
+
+def _diagnostics_markdown(results: Mapping[str, Any], dataset: str) -> list[str]:
+    """Issue 12's diagnostics: do the experts specialise, does the gate use them, did a stage collapse."""
+    rows = []
+    spec = results.get("specialisation")
+    adv = spec.get("own_expert_advantage") if isinstance(spec, Mapping) else None
+    if isinstance(adv, Mapping):
+        rows.append(("own-expert advantage (AUC points, mean over classes; notebook 12)",
+                     f"{_points(adv.get('mean'), adv.get('std'))} ({adv.get('n_positive')} of "
+                     f"{adv.get('n_classes')} classes positive)",
+                     "experts specialise (Fig. 5, Table 4); issue 12: ≥ +3, ≥ 10 of 13 positive"))
+    masking = results.get("masking")
+    drop = masking.get("mean_drop") if isinstance(masking, Mapping) else None
+    if isinstance(drop, Mapping):
+        paper = masking.get("paper_mean_drop")
+        for fill, how in (("zero", "by zero"), ("mean", "by the other experts' mean")):
+            if fill in drop:
+                rows.append((f"Table 4: mean drop of a class's AUC, own expert masked {how} (points; notebook 30)",
+                             _points(drop[fill], masking.get("mean_drop_std", {}).get(fill)),
+                             (f"{paper:.2f} (masked ≈ 50)" if fill == "zero" and paper is not None else "–")
+                             + ("; issue 12: ≥ 2" if fill == "zero" else "")))
+    tsne = results.get("tsne")
+    sil = tsne.get("silhouette") if isinstance(tsne, Mapping) else None
+    if isinstance(sil, Mapping) and sil:
+        rows.append(("t-SNE panels: silhouette of the classes (notebook 40)",
+                     " / ".join(f"{k} {float(v):.3f}" for k, v in sil.items()),
+                     "the classes separate after the experts (Fig. 5): experts > baseline"))
+    out = []
+    if rows:
+        out += ["## Diagnostics of the mixture (issue 12)\n",
+                "| what | ours | paper / target |\n|---|---|---|\n"
+                + "".join(f"| {a} | {b} | {c} |\n" for a, b, c in rows)]
+    collapse = results.get("collapse")
+    if isinstance(collapse, Mapping) and collapse:
+        lines = ["| stage | test-score std (mean over seeds) | collapsed seeds |", "|---|---|---|"]
+        for stage, c in collapse.items():
+            if isinstance(c, Mapping):
+                lines.append(f"| {stage} | {float(c.get('score_std', math.nan)):.2e} | "
+                             f"{c.get('collapsed_seeds')} of {c.get('n_seeds')} |")
+        out += ["## Stage collapse (notebook 13)\n",
+                f"A stage whose test scores have a pooled std below {COLLAPSE_STD:g} is collapsed: its metrics "
+                "are not reported.\n", "\n".join(lines) + "\n"]
+    return out
 
 
 def _timing_table(timings: Mapping[str, float], status: Mapping[str, str] | None = None) -> str:
