@@ -326,3 +326,41 @@ def test_advantage_and_collapse_over_seeds():
     assert c["encoder"] == {"score_std": pytest.approx(0.3), "collapsed_seeds": 0, "n_seeds": 2,
                             "per_seed_std": [0.2, 0.4]}
     assert c["gate"]["collapsed_seeds"] == 1 and c["gate"]["score_std"] == pytest.approx(0.05)
+
+
+# ---- collapse and diagnostics in the results (pipeline) ----
+
+
+def test_a_collapsed_stage_is_shown_as_collapsed_not_as_a_metric():
+    from gsmoe_lib.pipeline import comparison_table, mean_over_seeds
+
+    dead = mean_over_seeds([{"auc": 0.51, "score_std": 1e-5, "collapsed": True},
+                            {"auc": 0.49, "score_std": 3e-5, "collapsed": True}])
+    assert (dead["collapsed_seeds"], dead["n_seeds"], dead["score_std"]) == (2, 2, pytest.approx(2e-5))
+    half = mean_over_seeds([{"auc": 0.8, "score_std": 0.2, "collapsed": False},
+                            {"auc": 0.6, "score_std": 1e-5, "collapsed": True}])
+    alive = mean_over_seeds([{"auc": 0.8, "score_std": 0.2, "collapsed": False}])
+    md = comparison_table([("dead", "gate", dead), ("half", "tgs", half), ("alive", "baseline", alive)],
+                          "ucf-crime", metrics=("auc",))
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in md.splitlines()[2:]}
+    assert "collapsed (std 2.0e-05)" in rows["dead"] and "50.00" not in rows["dead"]
+    assert "half (collapsed on 1 of 2 seeds)" in rows and "70.00" in rows["half (collapsed on 1 of 2 seeds)"]
+    assert "80.00" in rows["alive"] and "collapsed" not in rows["alive"]
+    assert "collapsed_seeds" not in mean_over_seeds([{"auc": 0.8}])  # old metrics without the report
+
+
+def test_results_markdown_has_the_diagnostics():
+    from gsmoe_lib.pipeline import results_markdown
+
+    md = results_markdown({
+        "dataset": "ucf-crime",
+        "specialisation": {"own_expert_advantage": {"mean": 3.25, "std": float("nan"), "n_positive": 11,
+                                                    "n_classes": 13}},
+        "masking": {"mean_drop": {"zero": 2.5, "mean": -0.75}, "paper_mean_drop": 40.0},
+        "tsne": {"silhouette": {"baseline": -0.35, "experts": -0.125, "gate": 0.5}},
+        "collapse": {"experts": {"score_std": 1.9e-4, "collapsed_seeds": 1, "n_seeds": 1}},
+    })
+    assert "+3.25 (11 of 13 classes positive)" in md
+    assert "| +2.50 | 40.00 (masked ≈ 50)" in md and "| -0.75 |" in md
+    assert "experts -0.125" in md
+    assert "| experts | 1.90e-04 | 1 of 1 |" in md
