@@ -511,8 +511,8 @@ def expert_masking_fills(
 def masking_drop(table: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
     """Mean over classes of (unmasked - masked) AUC, in points, per fill of an `expert_masking_fills` table.
 
-    A positive drop means masking the class's own expert hurt that class (the paper's Table 4: ≈ 40
-    points, from ≈ 90 to ≈ 50). Classes whose AUC is NaN are left out of the mean.
+    A positive drop means masking the class's own expert hurt that class (the paper's Table 4 on UCF-Crime:
+    14.0 points on average, every class from 54-86 to ≈ 50). Classes whose AUC is NaN are left out.
     """
     fills = sorted({k for row in table.values() for k in row if k != "unmasked"})
     out = {}
