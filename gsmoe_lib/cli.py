@@ -8,6 +8,12 @@ defines two functions:
 
 and is listed in COMMANDS below. Modules are imported only when their subcommand (or --help) is used,
 so `gsmoe data check` does not pay for importing the models.
+
+Errors speak to users, not in tracebacks: `run` raises, and `main` reports what it raised in one line on
+stderr, `gsmoe <command>: error: <message>` (argparse's own format). A user error (`USER_ERRORS`: a
+missing or unreadable file, a bad value, a failed notebook, a stage that finished with another config)
+exits with status 2, anything else with 1 and says it was unexpected. `--debug`, before or after the
+subcommand, shows the traceback instead. Ctrl-C exits with 130 and one line.
 """
 
 from __future__ import annotations
@@ -36,11 +42,24 @@ def _available(module: str) -> bool:
         return False
 
 
+DEBUG_HELP = "show the Python traceback of an error instead of a one-line message"
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions that are the user's input, not a bug: reported in one line, exit status 2."""
+    from gsmoe_lib.notebook import NotebookFailed
+
+    # OSError: missing / unreadable / unwritable files. ValueError: bad values and contents (ParameterError,
+    # runs.StageConflict and the data loaders' errors are ValueErrors). NotebookFailed: names notebook and cell.
+    return (OSError, ValueError, NotebookFailed)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from gsmoe_lib import __version__
 
     parser = argparse.ArgumentParser(prog="gsmoe", description="GS-MoE weakly-supervised video anomaly detection")
     parser.add_argument("--version", action="version", version=f"gsmoe {__version__}")
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     top = parser.add_subparsers(dest="command", metavar="COMMAND")
     groups: dict[str, argparse._SubParsersAction] = {}
     for words, module, help_text in COMMANDS:
@@ -55,7 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
             sub = groups[words[0]].add_parser(words[1], help=help_text, description=help_text)
         mod = importlib.import_module(module)
         mod.add_arguments(sub)
-        sub.set_defaults(_module=module)
+        # SUPPRESS: without the flag here, the top-level --debug (False by default) is kept.
+        sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
+        sub.set_defaults(_module=module, _command="gsmoe " + " ".join(words))
     return parser
 
 
@@ -65,8 +86,23 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_module", None):
         parser.print_help()
         return 2
-    mod = importlib.import_module(args._module)
-    return int(mod.run(args) or 0)
+    try:
+        mod = importlib.import_module(args._module)
+        return int(mod.run(args) or 0)
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f"{args._command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - every error becomes one line unless --debug
+        if args.debug:
+            raise
+        user = isinstance(exc, user_errors())
+        text = str(exc) or type(exc).__name__
+        if not user:
+            text = f"unexpected {type(exc).__name__}: {text} (run with --debug for the traceback)"
+        print(f"{args._command}: error: {' '.join(text.split())}", file=sys.stderr)  # one line
+        return 2 if user else 1
 
 
 if __name__ == "__main__":

@@ -359,3 +359,57 @@ def plot_expert_class_auc(matrix: pd.DataFrame, title: str = "Expert x class sni
     fig.colorbar(image, ax=ax, label="snippet AUC (%)")
     fig.tight_layout()
     return fig
+
+
+def plot_video_scores(
+    scores: np.ndarray, strongest: Sequence[str], expert_names: Sequence[str], threshold: float | None = None,
+    frame_labels: np.ndarray | None = None, title: str = "", note: str = "",
+) -> Figure:
+    """One scored video (`gsmoe score --plot`): its score over time and which expert drove it.
+
+    scores [T] in [0, 1]; strongest [T] the strongest expert's name per snippet (`ScoreResult.strongest_expert`),
+    drawn as a coloured band under the curve; expert_names [E] fix the colours (an expert has the same colour
+    in every video); threshold: the alarm threshold of an operating point (dashed line, alarms shaded);
+    frame_labels [T*16] (1 = anomalous): the ground-truth windows, shaded grey; note: appended to the title.
+    """
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    s = np.asarray(scores, dtype=np.float64)
+    n_snippets = s.size
+    names = [str(n) for n in expert_names]
+    index = {n: i for i, n in enumerate(names)}
+    unknown = sorted({str(n) for n in strongest} - set(index))
+    if unknown:
+        raise ValueError(f"plot_video_scores: strongest experts {unknown} are not among expert_names {names}")
+    held = np.array([index[str(n)] for n in strongest], dtype=np.int64)  # [T] expert index per snippet
+    base = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
+    cmap = ListedColormap([base(i % base.N) for i in range(max(len(names), 1))])
+
+    fig, (ax, band) = plt.subplots(2, 1, figsize=(11, 3.8), sharex=True, gridspec_kw={"height_ratios": [6, 1]})
+    if frame_labels is not None:
+        gt = np.asarray(frame_labels).reshape(n_snippets, -1).mean(axis=1) >= 0.5  # [T] snippet ground truth
+        _shade_ground_truth(ax, gt)
+    t = np.arange(n_snippets)
+    ax.plot(t, s, color="black", lw=1.2, label="score")
+    if threshold is not None:
+        ax.axhline(threshold, color="tab:red", lw=1, ls="--", label=f"alarm threshold {threshold:.3f}")
+        ax.fill_between(t, 0, 1, where=s >= threshold, step="mid", color="tab:red", alpha=0.12, label="alarm")
+    ax.set_ylabel(SCORE_LABEL)
+    ax.set_ylim(-0.03, 1.05)
+    ax.set_title(title + (f"  ({note})" if note else ""), fontsize="medium", loc="left")
+    score_legend = ax.legend(fontsize="x-small", frameon=False, loc="upper left")
+    # Experts in the order of how many snippets they hold, each with its share.
+    counts = np.bincount(held, minlength=len(names))
+    shown = [i for i in np.argsort(-counts, kind="stable") if counts[i] > 0]
+    handles = [Patch(color=cmap(i), label=f"{names[i]} ({100.0 * counts[i] / n_snippets:.0f} %)") for i in shown]
+    ax.legend(handles=handles, title="strongest expert (snippets)", fontsize="x-small", title_fontsize="x-small",
+              frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.add_artist(score_legend)
+    band.imshow(held[None, :], aspect="auto", cmap=cmap, vmin=-0.5, vmax=len(names) - 0.5, interpolation="nearest",
+                extent=(-0.5, n_snippets - 0.5, 0, 1))
+    band.set_yticks([])
+    band.set_ylabel("expert", fontsize="small")
+    band.set_xlabel(SNIPPET_LABEL)
+    fig.tight_layout()
+    return fig

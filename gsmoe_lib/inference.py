@@ -28,6 +28,16 @@ For a 3-axis file `--layout auto` (default) takes the axis of at most MAX_AUTO_C
 when exactly one of the two leading axes is that small; otherwise the file is ambiguous and the error asks
 for `--layout ctd` or `--layout tcd`. Crops are scored one by one and their scores averaged (REFERENCE §4);
 `--crops mean` runs the experts and the gate once on crop-averaged features instead (faster, `models.gsmoe`).
+
+Outputs go to RUN/scores/ by default (`--out` to change it), never beside the features: users' feature
+folders are often read-only mounts. `--plot` also writes `<stem>_scores.png` per video
+(`figures.plot_video_scores`: the score over time, the alarm threshold of `--operating-point`, the
+strongest expert as a coloured band, and the ground-truth windows of `--annotations`, an annotation
+file in any format `gsmoe data check` reads, matched by video name).
+
+A features file is checked before it is scored (`load_features`, `first_non_finite`): a file that is not
+a NumPy .npy array, holds Python objects or no numbers, or has a NaN / Inf is an error naming the file
+(and the first bad snippet), which `gsmoe score` reports in one line.
 """
 
 from __future__ import annotations
@@ -164,6 +174,53 @@ class GSMoE:
 # ---------------------------------------------------------------------------------------------------
 
 
+NPY_MAGIC = b"\x93NUMPY"
+
+
+def load_features(path: str | Path) -> np.ndarray:
+    """A features file as a (memory-mapped) numeric array; a clear ValueError when it is not one.
+
+    Not .npy (an .npz archive, text, an empty file), an object array, a non-numeric dtype and a truncated
+    file each get their own message naming the file.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path}: is a folder; give the features files (.npy) themselves")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: features file not found")
+    with open(path, "rb") as fh:
+        head = fh.read(len(NPY_MAGIC))
+    if not head:
+        raise ValueError(f"{path}: empty file (0 bytes), not a NumPy .npy array")
+    if head.startswith(b"PK"):
+        raise ValueError(f"{path}: a zip / .npz archive, not one .npy array; save one array per video with numpy.save")
+    if head != NPY_MAGIC:
+        raise ValueError(f"{path}: not a NumPy .npy file (it does not start with the .npy magic bytes); "
+                         "gsmoe score reads arrays written by numpy.save, one video per file")
+    try:
+        x = np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError as exc:
+        if "pickle" in str(exc) or "object" in str(exc):
+            raise ValueError(f"{path}: holds Python objects (dtype=object), not numbers; save a float array") from None
+        raise ValueError(f"{path}: cannot read the .npy array ({exc}); the file is truncated or corrupt") from None
+    except (EOFError, OSError) as exc:
+        raise ValueError(f"{path}: cannot read the .npy array ({exc}); the file is truncated or corrupt") from None
+    if x.dtype.kind not in "fiub":
+        raise ValueError(f"{path}: dtype {x.dtype} is not real numbers; features are float arrays")
+    return x
+
+
+def first_non_finite(x: np.ndarray, chunk: int = 4096) -> tuple[int, int] | None:
+    """(crop, snippet) of the first NaN / Inf of x [C, T, D] in time order, or None; reads `chunk` snippets at a time."""
+    for start in range(0, x.shape[1], chunk):
+        bad = ~np.isfinite(np.asarray(x[:, start:start + chunk])).all(axis=-1)  # [C, chunk]
+        if bad.any():
+            crops, snippets = np.nonzero(bad)
+            i = int(np.argmin(snippets))  # the earliest snippet, over all crops
+            return int(crops[i]), start + int(snippets[i])
+    return None
+
+
 def to_crops_first(x: np.ndarray, input_dim: int, layout: str = "auto", name: str = "features") -> np.ndarray:
     """A features file's array as [C, T, D] (see the module docstring for the rules); errors name `name`."""
     if layout not in LAYOUTS:
@@ -219,7 +276,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", required=True, help="finished run folder (RUN or RUN/seed-<s>)")
     parser.add_argument("--seed", type=int, default=0, help="which RUN/seed-<s> when RUN holds several seeds")
     parser.add_argument("--gate", default="gate", help="gate stage folder to use (e.g. gate-<variant>)")
-    parser.add_argument("--out", default=None, help="folder for the CSVs (default: beside each features file)")
+    parser.add_argument("--out", default=None,
+                        help="folder for the CSVs and plots (default: RUN/scores/, never beside the features)")
+    parser.add_argument("--plot", action="store_true",
+                        help="also write <stem>_scores.png per video: score over time, threshold, strongest "
+                             "expert, ground truth (with --annotations)")
+    parser.add_argument("--annotations", default=None, metavar="FILE",
+                        help="annotation file (any format `gsmoe data check` reads): ground-truth windows in the plot")
     parser.add_argument("--operating-point", default=None,
                         help="operating point JSON (notebook 51): adds an 'alarm' column, score >= threshold")
     parser.add_argument("--layout", choices=LAYOUTS, default="auto", help="how to read a 3-axis features file")
@@ -229,24 +292,58 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu")
 
 
+def _ground_truth(annotations: dict[str, Any] | None, path: Path, n_snippets: int) -> tuple[np.ndarray | None, str]:
+    """Frame labels [T*16] of the video of features file `path` from `annotations`, and a note for the title."""
+    if annotations is None:
+        return None, ""
+    from gsmoe_lib.data.ground_truth import frame_labels
+    from gsmoe_lib.data.lists import parse_feature_name
+
+    parsed = parse_feature_name(path.name)
+    name = parsed[0] if parsed else path.stem
+    if name not in annotations:
+        return None, f"{name}: not in the annotations"
+    return frame_labels(annotations[name], n_snippets, video=name), ""
+
+
 def run(args: argparse.Namespace) -> int:
     files = [Path(f) for f in args.features]
-    for f in files:
-        if not f.is_file():
-            raise FileNotFoundError(f"{f}: features file not found")
-    outs = [(Path(args.out) if args.out else f.parent) / f"{f.stem}_scores.csv" for f in files]
+    for f in files:  # every file's kind, dtype and header before the model loads (fail fast, name the file)
+        load_features(f)
+    # Default: inside the run (the feature folder may be a read-only mount).
+    out_dir = Path(args.out) if args.out else Path(args.run) / "scores"
+    outs = [out_dir / f"{f.stem}_scores.csv" for f in files]
     dup = {str(o) for o in outs if outs.count(o) > 1}
     if dup:
         raise ValueError(f"several features files would write the same CSV {sorted(dup)}; rename them")
     threshold = float(read_operating_point(args.operating_point)["threshold"]) if args.operating_point else None
     detector = GSMoE.from_run(args.run, stage_gate=args.gate, device=args.device, seed=args.seed, crops=args.crops)
+    annotations = None
+    if args.annotations:
+        from gsmoe_lib.data.lists import read_annotations
+
+        annotations = read_annotations(args.annotations)
     for f, out in zip(files, outs):
-        x = to_crops_first(np.load(f, mmap_mode="r"), detector.input_dim, args.layout, str(f))
+        x = to_crops_first(load_features(f), detector.input_dim, args.layout, str(f))
+        bad = first_non_finite(x)
+        if bad is not None:
+            raise ValueError(f"{f}: NaN or Inf at snippet {bad[1]} (crop {bad[0]}, frames {bad[1] * FRAMES_PER_SNIPPET}"
+                             f"-{(bad[1] + 1) * FRAMES_PER_SNIPPET - 1}); features must be finite")
         result = detector.score(x, name=str(f))
         write_scores_csv(out, result, threshold)
         top = result.strongest_expert[int(result.scores.argmax())]
         summary = {"file": str(f), "csv": str(out), "snippets": int(result.scores.size),
                    "max_score": round(float(result.scores.max()), 4), "strongest_expert_at_max": str(top)}
+        if args.plot:
+            import matplotlib.pyplot as plt
+
+            from gsmoe_lib import figures
+
+            gt, note = _ground_truth(annotations, f, int(result.scores.size))
+            fig = figures.plot_video_scores(result.scores, result.strongest_expert, result.expert_names,
+                                            threshold=threshold, frame_labels=gt, title=f.stem, note=note)
+            summary["plot"] = str(figures.save_figure(fig, out.with_name(f"{f.stem}_scores"), formats=("png",))[0])
+            plt.close(fig)
         if threshold is not None:
             summary["alarm_snippets"] = int((result.scores >= threshold).sum())
         print(json.dumps(summary))

@@ -7,6 +7,12 @@ Conventions (see notebooks/README.md):
   error. It reads the parameters cell and papermill's injected cell from IPython's input history (`In`).
 - Results leave a notebook as files: `write_result(run_dir, name, obj)` writes RUN/results/<name>.json, which
   `gsmoe reproduce` merges into results.json / results.md; figures go through `figures.save_figure`.
+- Paths are the project's, not the kernel's: JupyterLab starts a kernel in notebooks/, papermill in the
+  folder it is given, a user anywhere. `validate_parameters` makes every path parameter (`PATH_PARAMETERS`)
+  that is relative absolute against `project_root()`, so `run_dir="runs/reproduce"` (the default: the run
+  `gsmoe reproduce` / `make reproduce` writes) and `data_root=""` (the profile's synthetic data,
+  `train.default_data_root`) name the same folders from every working directory. One default run folder
+  for batch and interactive use: a notebook opened after `make reproduce` loads its finished stages.
 """
 
 from __future__ import annotations
@@ -20,6 +26,10 @@ from typing import Any
 from gsmoe_lib import runs
 
 INJECTED_HEADER = "# Parameters"  # the first line of the cell papermill injects
+
+# Parameters that name files or folders: a relative one is relative to the project root (see the docstring).
+PATH_PARAMETERS = ("run_dir", "data_root", "train_list", "test_list", "annotations", "tgs_config",
+                   "tgs_config_out", "operating_point_out")
 
 
 class ParameterError(ValueError):
@@ -106,7 +116,36 @@ def validate_parameters(namespace: dict[str, Any]) -> types.SimpleNamespace:
             problems.append(f"parameter {name!r} = {value!r} is not of the declared type {annotation}")
     if problems:
         raise ParameterError("; ".join(problems))
-    return types.SimpleNamespace(**{name: namespace[name] for name in declared})
+    values = {name: namespace[name] for name in declared}
+    for name in PATH_PARAMETERS:
+        if isinstance(values.get(name), str) and values[name]:  # "" keeps meaning "the default"
+            values[name] = str(resolve_path(values[name]))
+    return types.SimpleNamespace(**values)
+
+
+def project_root() -> Path:
+    """The source checkout holding notebooks/ (an editable install); else the current folder."""
+    from gsmoe_lib.pipeline import PROJECT_ROOT
+
+    return PROJECT_ROOT if (PROJECT_ROOT / "notebooks").is_dir() else Path.cwd()
+
+
+def resolve_path(path: str | Path) -> Path:
+    """`path` made absolute against the project root (not the kernel's working directory); `~` expanded."""
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else project_root() / path
+
+
+def config(P: types.SimpleNamespace, seed: int, overrides: dict[str, Any] | None = None):
+    """The PipelineConfig of a notebook's parameters for one seed (train.config_for with every data option).
+
+    Reads `profile`, `data_root`, `dataset`, `device` and, when the notebook declares them, `tgs_config`,
+    `train_list`, `test_list`, `annotations`.
+    """
+    from gsmoe_lib import train
+
+    opt = {k: getattr(P, k, "") for k in ("tgs_config", "train_list", "test_list", "annotations")}
+    return train.config_for(P.profile, P.data_root, P.dataset, seed, P.device, overrides=overrides, **opt)
 
 
 def declared_parameters(notebook_path: str | Path) -> dict[str, tuple[str, Any]]:

@@ -21,8 +21,14 @@ Decisions (none of them is in the paper):
   stages have their own config hashes (train.py), so a re-executed notebook reloads finished stages.
 - **Parameters.** Every notebook receives the six common parameters (`COMMON_PARAMETERS`); a notebook
   that does not declare one of them is an error naming it (`notebook.check_parameters`), so the
-  convention cannot drift. Paths are passed absolute, because the notebooks run with the project root
-  as working directory.
+  convention cannot drift. The list files (`LIST_PARAMETERS`: `--train-list`, `--test-list`,
+  `--annotations`) are declared by every notebook too and passed only when given, so a run without them
+  keeps its up-to-date stamps. Paths are passed absolute; a notebook makes a relative path absolute
+  against the project root itself (`notebook.validate_parameters`), whatever its working directory.
+- **One run folder for batch and interactive use.** The notebooks' default `run_dir` is `DEFAULT_OUT`
+  (runs/reproduce) and their default data root the profile's synthetic data, both under the project root:
+  after `make reproduce`, `make lab` and Run All loads the run's finished stages instead of retraining.
+  A notebook asked for another config there stops with an error naming the differing keys (runs.py).
 - **Timeout.** `timeout` is papermill's execution timeout, which applies per cell.
 - **Results.** results.json is the merge of RUN/results/*.json (one key per file) plus the run's
   dataset, profile, seeds, data root, versions and timings; results.md renders the known keys as
@@ -39,7 +45,6 @@ import hashlib
 import json
 import math
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -67,6 +72,7 @@ NOTEBOOKS: tuple[str, ...] = (
 )
 
 COMMON_PARAMETERS = ("run_dir", "data_root", "dataset", "profile", "seeds", "device")
+LIST_PARAMETERS = ("train_list", "test_list", "annotations")  # declared by every notebook; passed when given
 DEFAULT_OUT = "runs/reproduce"
 ABLATION_ROWS = ("baseline", "tgs", "experts", "gsmoe")
 REPORTED_METRICS = ("auc", "auc_abnormal", "ap", "ap_abnormal")
@@ -374,15 +380,19 @@ def reproduce(out: str | Path = DEFAULT_OUT, data_root: str | Path | None = None
               profile: str = "quick", seeds: int = 1, device: str = "cpu", notebooks: Sequence[str] | None = None,
               timeout: int = 1800, progress: bool = True, force: bool = False,
               notebook_dir: str | Path | None = None, copy_figures: bool | None = None,
-              params: Mapping[str, Any] | None = None) -> Path:
+              params: Mapping[str, Any] | None = None, train_list: str | Path | None = None,
+              test_list: str | Path | None = None, annotations: str | Path | None = None) -> Path:
     """Execute the notebooks in order into the run folder `out`; return it. See the module docstring.
 
     `notebooks`: a subset by number or name (default: all). A notebook file that does not exist is skipped
     with a warning. `force`: execute even up-to-date notebooks. `notebook_dir`: where the notebooks are
-    (default PROJECT_ROOT/notebooks); they run with its parent as working directory. `copy_figures`:
+    (default PROJECT_ROOT/notebooks); they run with that folder as working directory, as JupyterLab runs
+    them, so the batch run proves the interactive one resolves its paths. `copy_figures`:
     copy the PNG figures into PROJECT_ROOT/figures (default: only for the default run). `params`: extra
     notebook parameters (e.g. {"tgs_config": "tgs.json"}, used by `gsmoe sweep`), each passed only to the
     notebooks that declare it; a name that no notebook of the run declares is a ParameterError.
+    `train_list`, `test_list`, `annotations`: list / annotation files (as `gsmoe data check`), passed to
+    every notebook as absolute paths; a missing file is an error before anything runs.
     Raises notebook.NotebookFailed (naming the notebook and cell) at the first failing notebook.
     """
     from gsmoe_lib.data.layouts import detect_dataset_name
@@ -396,7 +406,7 @@ def reproduce(out: str | Path = DEFAULT_OUT, data_root: str | Path | None = None
     nb_dir = Path(notebook_dir) if notebook_dir is not None else PROJECT_ROOT / "notebooks"
     if not nb_dir.is_dir():
         raise FileNotFoundError(f"{nb_dir}: notebook folder not found (gsmoe reproduce runs from a source checkout)")
-    cwd = nb_dir.resolve().parent
+    cwd = nb_dir.resolve()  # the kernel's folder in JupyterLab too: paths must not depend on it
     default_run = (data_root is None and dataset is None and profile == "quick" and seeds == 1 and notebooks is None
                    and not params)
     selected = select_notebooks(notebooks, nb_dir)
@@ -409,6 +419,12 @@ def reproduce(out: str | Path = DEFAULT_OUT, data_root: str | Path | None = None
     extra = dict(params or {})  # the caller's extra notebook parameters; `params` below are the common ones
     params = {"run_dir": str(run_dir), "data_root": str(root), "dataset": ds, "profile": profile,
               "seeds": int(seeds), "device": device}
+    for name, value in zip(LIST_PARAMETERS, (train_list, test_list, annotations)):
+        if value:  # only when given: a run without lists keeps the notebook hashes it had
+            path = Path(value).expanduser().resolve()
+            if not path.is_file():
+                raise FileNotFoundError(f"--{name.replace('_', '-')} {value}: file not found")
+            params[name] = str(path)
 
     present = [nb for nb in selected if (nb_dir / f"{nb}.ipynb").is_file()]
     declared_by = {nb: declared_parameters(nb_dir / f"{nb}.ipynb") for nb in present}
@@ -453,7 +469,8 @@ def reproduce(out: str | Path = DEFAULT_OUT, data_root: str | Path | None = None
 
     ordered = {nb: timings[nb] for nb in NOTEBOOKS if nb in timings}
     runs.write_json(timings_path, ordered)
-    header = {"dataset": ds, "profile": profile, "seeds": int(seeds), "device": device, "data_root": str(root)}
+    header = {"dataset": ds, "profile": profile, "seeds": int(seeds), "device": device, "data_root": str(root),
+              **{k: params[k] for k in LIST_PARAMETERS if k in params}}
     collect_results(run_dir, header, ordered)
     print("\n" + _timing_table({nb: ordered[nb] for nb in status if nb in ordered}, status), flush=True)
     if copy_figures if copy_figures is not None else default_run:
@@ -486,16 +503,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated subset of notebooks, by number or name")
     parser.add_argument("--timeout", type=int, default=1800, help="papermill execution timeout per cell (s)")
     parser.add_argument("--force", action="store_true", help="execute notebooks even when up to date")
+    parser.add_argument("--train-list", default=None, metavar="FILE",
+                        help="training list (default: the one in DIR, else the packaged official list)")
+    parser.add_argument("--test-list", default=None, metavar="FILE",
+                        help="test list (default: the one in DIR, else the packaged official list)")
+    parser.add_argument("--annotations", default=None, metavar="FILE",
+                        help="test annotations (default: the one in DIR, else the packaged official file)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from gsmoe_lib.notebook import NotebookFailed, ParameterError
-
+    # Errors (a failed notebook, a missing file, a stage conflict) are reported by cli.main in one line.
     only = [s for s in args.only.split(",") if s.strip()] if args.only else None
-    try:
-        reproduce(out=args.out, data_root=args.data_root, dataset=args.dataset, profile=args.profile,
-                  seeds=args.seeds, device=args.device, notebooks=only, timeout=args.timeout, force=args.force)
-    except (NotebookFailed, ParameterError, FileNotFoundError, FileExistsError, ValueError) as exc:
-        print(f"gsmoe reproduce: {exc}", file=sys.stderr)
-        return 1
+    reproduce(out=args.out, data_root=args.data_root, dataset=args.dataset, profile=args.profile,
+              seeds=args.seeds, device=args.device, notebooks=only, timeout=args.timeout, force=args.force,
+              train_list=args.train_list, test_list=args.test_list, annotations=args.annotations)
     return 0

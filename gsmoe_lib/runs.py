@@ -11,6 +11,18 @@ Every stage writes into a run folder::
 
 All writes go to a temporary name in the same folder and are renamed into place, so an interrupted
 write never leaves a truncated file under the final name, and nothing already written is lost.
+
+**A finished stage is never overwritten.** A stage's identity is the hash of its config (`config_hash`),
+which train.py builds from a normalised config: the dataset resolved, every path absolute, so the same run
+asked for from the command line, from `gsmoe reproduce` or from a notebook hashes the same. Asking a run
+folder for a stage that finished with *another* config is an error (`StageConflict`) that names the keys
+that differ and how to go on; nothing in the folder is touched. Decision (the alternative, a folder per
+config, would make the notebooks' default run folder silently grow a second pipeline): to get the new
+config, either give it its own run folder, or replace the stage on purpose with `gsmoe train --replace`
+(in Python: `with runs.replace_finished_stages(): ...`), which first *moves* the finished stage folder,
+whole, to RUN/replaced/<stage>-<time>/ (one rename) and then trains a fresh one. The stages after it have
+the replaced stage's hash in their config ("upstream"), so they are replaced in turn when asked for.
+A stage that never finished (no DONE) is simply resumed or restarted: there is no result to lose.
 """
 
 from __future__ import annotations
@@ -24,6 +36,7 @@ import sys
 import tempfile
 import time
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -185,6 +198,45 @@ def config_hash(config: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+class StageConflict(ValueError):
+    """A stage asked for with one config has finished with another; nothing was changed (see the docstring)."""
+
+
+# Set by `replace_finished_stages()`: finished stages of another config are moved aside instead of refused.
+_REPLACE_FINISHED: ContextVar[bool] = ContextVar("gsmoe_replace_finished_stages", default=False)
+
+REPLACED_DIR = "replaced"  # RUN/replaced/<stage>-<time>/: finished stages moved aside by a replacement
+
+
+@contextmanager
+def replace_finished_stages() -> Iterator[None]:
+    """Within this block a stage that finished with another config is moved aside and trained again."""
+    token = _REPLACE_FINISHED.set(True)
+    try:
+        yield
+    finally:
+        _REPLACE_FINISHED.reset(token)
+
+
+def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}: the dotted keys of a JSON-like config."""
+    if isinstance(obj, dict):
+        out: dict[str, Any] = {}
+        for k, v in obj.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out or {prefix.rstrip("."): {}}
+    return {prefix.rstrip("."): obj}
+
+
+def config_differences(old: Any, new: Any, limit: int = 8) -> list[str]:
+    """`key: old -> new` for every dotted key whose value differs (at most `limit`, then a count)."""
+    a, b = _flatten(_to_jsonable(old)), _flatten(_to_jsonable(new))
+    missing = object()
+    diff = [f"{k}: {a.get(k, missing)!r} -> {b.get(k, missing)!r}".replace(repr(missing), "(absent)")
+            for k in sorted(set(a) | set(b)) if a.get(k, missing) != b.get(k, missing)]
+    return diff[:limit] + ([f"... and {len(diff) - limit} more"] if len(diff) > limit else [])
+
+
 class StageDir:
     """One stage of a run folder (RUN/<stage>/) and its files."""
 
@@ -205,16 +257,51 @@ class StageDir:
     def metrics_path(self) -> Path:
         return self.path / "metrics.json"
 
+    @property
+    def done_path(self) -> Path:
+        return self.path / "DONE"
+
+    def finished_hash(self) -> str | None:
+        """The config hash this stage finished with, or None when it has not finished."""
+        return self.done_path.read_text().strip() if self.done_path.is_file() else None
+
     def is_done(self, config: Any) -> bool:
         """True when this stage finished with the same config (its DONE file holds the config hash)."""
-        done = self.path / "DONE"
-        return done.is_file() and done.read_text().strip() == config_hash(config) and self.checkpoint.is_file()
+        return self.finished_hash() == config_hash(config) and self.checkpoint.is_file()
+
+    def check_can_start(self, config: Any) -> None:
+        """Raise StageConflict when the stage finished with another config (see the module docstring)."""
+        finished = self.finished_hash()
+        if finished is None or finished == config_hash(config):
+            return
+        try:
+            recorded = read_json(self.path / "config.json")
+            diff = config_differences(recorded, config)
+            what = "; ".join(diff) if diff else "no key (its config.json does not match its DONE hash)"
+        except (FileNotFoundError, ValueError):
+            what = "unknown keys (its config.json is missing or unreadable)"
+        run = self.path.parent
+        raise StageConflict(
+            f"{self.path}: this stage finished with another config; differing keys (finished -> asked): {what}. "
+            f"A finished stage is never overwritten. To keep both, use another run folder (the notebooks' "
+            f"run_dir, `--run` / `--out`); to replace it on purpose, use `gsmoe train --run {run} --replace ...` "
+            f"(Python: `with gsmoe_lib.runs.replace_finished_stages(): ...`), which moves it to "
+            f"{run / REPLACED_DIR}/ first")
 
     def start(self, config: Any, seed: int | None, device: str | None = None) -> None:
+        """Record the config before training. Refuses (StageConflict) to touch a stage finished with another
+        config, unless inside `replace_finished_stages()`, where that stage folder is first moved aside whole."""
+        finished = self.finished_hash()
+        if finished is not None and finished != config_hash(config):
+            if not _REPLACE_FINISHED.get():
+                self.check_can_start(config)
+            aside = self.path.parent / REPLACED_DIR / f"{self.stage}-{time.strftime('%Y%m%d-%H%M%S')}-{finished}"
+            aside.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self.path, aside)  # one rename: the old stage is either whole here or whole there
+            print(f"{self.path}: finished with another config; moved to {aside}", file=sys.stderr, flush=True)
         self.path.mkdir(parents=True, exist_ok=True)
-        done = self.path / "DONE"
-        if done.exists():
-            done.unlink()  # config changed: the old result no longer describes this stage
+        # Same hash but no checkpoint (a broken stage): it is trained again, and must not look finished meanwhile.
+        self.done_path.unlink(missing_ok=True)
         write_json(self.path / "config.json", config)
         write_json(self.path / "env.json", environment_record(seed, device))
 
@@ -223,7 +310,7 @@ class StageDir:
             write_json(self.metrics_path, metrics)
         if self.partial_checkpoint.exists():
             self.partial_checkpoint.unlink()
-        write_text(self.path / "DONE", config_hash(config) + "\n")
+        write_text(self.done_path, config_hash(config) + "\n")
 
     def metrics(self) -> dict[str, Any]:
         return read_json(self.metrics_path)

@@ -597,18 +597,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gsmoe_lib.notebook import ParameterError
-
+    # Errors raise (SpecError and ParameterError are ValueErrors): cli.main reports them in one line (exit 2).
     if args.address and args.executor != "dask":
-        print("gsmoe sweep: --address needs --executor dask", file=sys.stderr)
-        return 2
-    try:
-        spec = load_spec(args.spec)
-        out = args.out or Path("runs/sweeps") / Path(args.spec).stem
-        result = run_sweep(spec, out, executor=args.executor, address=args.address, workers=args.workers)
-    except (SpecError, ParameterError, FileNotFoundError, ValueError) as exc:
-        print(f"gsmoe sweep: {exc}", file=sys.stderr)
-        return 1
+        raise ValueError("--address needs --executor dask")
+    spec = load_spec(args.spec)
+    out = args.out or Path("runs/sweeps") / Path(args.spec).stem
+    result = run_sweep(spec, out, executor=args.executor, address=args.address, workers=args.workers)
     failed = [r["id"] for r in result.records if r["status"] == "failed"]
     print(f"results: {result.out / 'sweep.md'}", flush=True)
     if failed:

@@ -47,6 +47,7 @@ from __future__ import annotations
 import argparse
 import math
 import warnings
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, NamedTuple
@@ -235,9 +236,15 @@ def load_data(cfg: DataConfig, device: str = "cpu", progress: bool = True) -> Da
 
 
 def data_identity(cfg: DataConfig) -> dict[str, Any]:
-    """What identifies the data a stage was trained on (goes into every stage's config hash)."""
+    """What identifies the data a stage was trained on (goes into every stage's config hash).
+
+    Normalised, so that equal runs hash equal whoever asks (the CLI, `gsmoe reproduce`, a notebook): the
+    dataset resolved (None -> the name `load_data` uses), the data root and the list files absolute.
+    """
     root = Path(cfg.data_root)
-    ident: dict[str, Any] = {**asdict(cfg), "data_root": str(root.resolve())}
+    ident: dict[str, Any] = {**asdict(cfg), "data_root": str(root.resolve()), "dataset": dataset_name(cfg)}
+    for key in ("train_list", "test_list", "annotations"):  # "" and None both mean: not given
+        ident[key] = str(Path(ident[key]).resolve()) if ident[key] else None
     manifest = root / "gsmoe_dataset.json"
     if manifest.is_file():  # a synthetic dataset: its generator config and seed identify it
         ident["manifest_sha"] = runs.config_hash(runs.read_json(manifest))
@@ -449,7 +456,10 @@ def _evaluate(score_fn: Callable, test: FeatureDataset, device: str, amp: str, p
 
 
 def _stage_config(cfg: PipelineConfig, stage: str, upstream: str | None) -> dict[str, Any]:
-    return {"stage": stage, "settings": asdict(getattr(cfg, stage)), "data": data_identity(cfg.data),
+    settings = asdict(getattr(cfg, stage))
+    if settings.get("init_checkpoint"):  # a path: absolute, like the data's (runs.py: equal runs hash equal)
+        settings["init_checkpoint"] = str(Path(settings["init_checkpoint"]).resolve())
+    return {"stage": stage, "settings": settings, "data": data_identity(cfg.data),
             "seed": cfg.seed, "amp": cfg.amp, "upstream": upstream}
 
 
@@ -914,6 +924,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init-encoder", default=None, help="released UR-DMU checkpoint to start from")
     parser.add_argument("--tgs-config", default=None, help="JSON file of TGSConfig (from the TGS tuner)")
     parser.add_argument("--config", default=None, help="JSON file of nested PipelineConfig overrides")
+    parser.add_argument("--replace", action="store_true",
+                        help="a stage of RUN that finished with another config is moved to RUN/replaced/ and "
+                             "trained again (without it, that is an error naming the differing keys)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -928,7 +941,8 @@ def run(args: argparse.Namespace) -> int:
     if args.tgs_config:
         tgs_cfg = TGSConfig.from_json(Path(args.tgs_config).read_text())
         cfg = replace(cfg, tgs=replace(cfg.tgs, tgs=tgs_cfg))
-    results = run_pipeline(cfg, args.run, tuple(s for s in args.stages.split(",") if s))
+    with runs.replace_finished_stages() if args.replace else nullcontext():
+        results = run_pipeline(cfg, args.run, tuple(s for s in args.stages.split(",") if s))
     for name, res in results.items():
         m = res.metrics
         print(f"{name:8s} AUC {m['auc']:.4f}  AUC_A {m['auc_abnormal']:.4f}  AP {m['ap']:.4f}  "
@@ -942,8 +956,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def default_data_root(profile: str) -> str:
-    """Where `gsmoe reproduce` builds the synthetic default for a profile (relative to the project root)."""
-    return f"data/synthetic-{'tiny' if profile == 'tiny' else 'quick'}"
+    """Where `gsmoe reproduce` builds the synthetic default for a profile: PROJECT_ROOT/data/synthetic-<p>.
+
+    Absolute, so that the CLI, the notebooks (whose kernel runs in notebooks/) and `gsmoe reproduce` name
+    the same folder wherever they run.
+    """
+    from gsmoe_lib.pipeline import PROJECT_ROOT
+
+    return str(PROJECT_ROOT / "data" / f"synthetic-{'tiny' if profile == 'tiny' else 'quick'}")
 
 
 def seed_run_dir(run_dir: str | Path, seed: int) -> Path:
@@ -952,16 +972,21 @@ def seed_run_dir(run_dir: str | Path, seed: int) -> Path:
 
 
 def config_for(profile: str, data_root: str = "", dataset: str = "", seed: int = 0, device: str = "cpu",
-               overrides: dict[str, Any] | None = None, tgs_config: str = "") -> PipelineConfig:
+               overrides: dict[str, Any] | None = None, tgs_config: str = "", train_list: str = "",
+               test_list: str = "", annotations: str = "") -> PipelineConfig:
     """PipelineConfig from the notebooks' common parameters ("" means: the default).
 
     `tgs_config`: a TGSConfig JSON file (the TGS tuner's output) used by the TGS fine-tuning stage.
+    `train_list`, `test_list`, `annotations`: list / annotation files (as `gsmoe data check`); "" means the
+    ones inside the data root, else the packaged official ones.
     """
     cfg = make_config(profile, overrides)
     if tgs_config:
         cfg = replace(cfg, tgs=replace(cfg.tgs, tgs=TGSConfig.from_json(Path(tgs_config).read_text())))
     return replace(cfg, seed=seed, device=device,
-                   data=replace(cfg.data, data_root=data_root or default_data_root(profile), dataset=dataset or None))
+                   data=replace(cfg.data, data_root=data_root or default_data_root(profile), dataset=dataset or None,
+                                train_list=train_list or None, test_list=test_list or None,
+                                annotations=annotations or None))
 
 
 def run_variant(cfg: PipelineConfig, run_dir: str | Path, name: str, experts: dict[str, Any] | None = None,

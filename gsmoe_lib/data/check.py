@@ -219,14 +219,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        dataset = args.dataset or detect_dataset_name(args.data_root) or "ucf-crime"
-        report = check_dataset(
-            args.data_root, dataset, args.train_list, args.test_list, args.annotations, progress=True
-        )
-    except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}")
-        return 1
+    # A missing data root or list file raises: cli.main reports it in one line (exit 2).
+    dataset = args.dataset or detect_dataset_name(args.data_root) or "ucf-crime"
+    report = check_dataset(args.data_root, dataset, args.train_list, args.test_list, args.annotations, progress=True)
     print(report.summary())
     for problem in report.problems:
         print(f"PROBLEM: {problem}")

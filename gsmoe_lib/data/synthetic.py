@@ -64,7 +64,6 @@ import json
 import math
 import os
 import shutil
-import sys
 import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -614,10 +613,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        synthesize(args.out, profile=args.profile, seed=args.seed, dataset=args.dataset, force=args.force,
-                   verbose=True, n_crops=args.crops, feature_dim=args.feature_dim)
-    except (FileExistsError, ValueError, OSError) as exc:
-        print(f"gsmoe data synth: {exc}", file=sys.stderr)
-        return 1
+    # Errors raise: cli.main reports them in one line (exit 2).
+    synthesize(args.out, profile=args.profile, seed=args.seed, dataset=args.dataset, force=args.force,
+               verbose=True, n_crops=args.crops, feature_dim=args.feature_dim)
     return 0

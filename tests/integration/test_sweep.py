@@ -225,6 +225,6 @@ def test_example_spec_parses_and_cli_reports_spec_errors(tmp_path: Path, capsys:
     assert example.profile == "tiny" and example.seeds == (0, 1) and len(make_cells(example)) == 4
     bad = tmp_path / "bad.yaml"
     bad.write_text("profile: tiny\ngrid:\n  tgs_config: t.json\n")
-    assert main(["sweep", str(bad), "--out", str(tmp_path / "out")]) == 1
+    assert main(["sweep", str(bad), "--out", str(tmp_path / "out")]) == 2  # a user error: one line, exit status 2 (cli.main)
     assert "'grid.tgs_config': expected a non-empty list" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()

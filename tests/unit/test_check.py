@@ -112,5 +112,9 @@ def test_cli_run_reads_dataset_json(tmp_path, capsys):
     assert check.run(parser.parse_args(["--data-root", str(root)])) == 1
     out = capsys.readouterr().out
     assert "PROBLEM: video Movie.A__#1_label_B1-B2-0" in out
-    assert check.run(parser.parse_args(["--data-root", str(tmp_path / "none")])) == 1
-    assert "error:" in capsys.readouterr().out
+    # A missing data root is a user error: one line from the command, exit status 2 (cli.main).
+    from gsmoe_lib.cli import main
+
+    assert main(["data", "check", "--data-root", str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("gsmoe data check: error: data root") and "none" in err and "\n" not in err

@@ -10,7 +10,7 @@ import pytest
 from papermill.translators import PythonTranslator
 
 from gsmoe_lib.notebook import ParameterError, check_parameters, declared_parameters, validate_parameters
-from gsmoe_lib.pipeline import COMMON_PARAMETERS, NOTEBOOKS
+from gsmoe_lib.pipeline import COMMON_PARAMETERS, NOTEBOOKS, PROJECT_ROOT
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 COMMITTED = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
@@ -28,7 +28,8 @@ def _namespace(injected: str | None, **values) -> dict:
 
 def test_validate_parameters_returns_the_declared_values():
     P = validate_parameters(_namespace('# Parameters\nseeds = 3\nrate = 1\n', seeds=3, rate=1))
-    assert (P.run_dir, P.seeds, P.rate, P.ks) == ("runs/x", 3, 1, [5, 6])  # an int is a valid float
+    # run_dir is a path parameter: made absolute against the project root (test_notebook_paths.py)
+    assert (P.run_dir, P.seeds, P.rate, P.ks) == (str(PROJECT_ROOT / "runs/x"), 3, 1, [5, 6])  # int is a float
     assert not hasattr(P, "In")
 
 

@@ -207,8 +207,11 @@ def test_cli_arguments(tmp_path, capsys):
     assert S.run(args) == 0
     assert len(np.load(next((tmp_path / "c" / "features" / "Arson").iterdir())).shape) == 2
     assert "estimated" in capsys.readouterr().out
-    args = parser.parse_args(["--out", str(tmp_path / "c"), "--profile", "tiny", "--seed", "2"])
-    assert S.run(args) == 1  # a different dataset is there and --force is missing
+    from gsmoe_lib.cli import main
+
+    # A different dataset is there and --force is missing: a user error, one line, exit status 2 (cli.main).
+    assert main(["data", "synth", "--out", str(tmp_path / "c"), "--profile", "tiny", "--seed", "2"]) == 2
+    assert capsys.readouterr().err.startswith("gsmoe data synth: error: ")
 
 
 def test_round_trip_through_check(tiny, tmp_path):
