@@ -11,12 +11,23 @@ outputs are computed but meaningless, and the caller ignores them.
 
 The batched experts (`experts.py`) keep their own stacked weights but share `multi_head_attention` below.
 
-Dimension letters: N sequences (B videos, or B·E video-expert pairs), T / Tq / Tk snippets, D model width.
+Memory for long videos (`MemoryLimits`, changed with the `memory_limits(...)` context manager): every attention
+call of the project (these blocks, the experts, UR-DMU's global branch) goes through `attention`, which splits
+the queries into chunks when one call would cover more than `attention_scores` (sequence, head, query, key)
+scores. Each query's softmax runs over all keys, so a chunk gives exactly the rows one call would (up to the
+order of float operations inside the kernel). Scoring passes the crops of a long video through a model a few
+at a time (`mean_over_crops_in_passes`, used by `URDMU` and `GSMoEModel`). Together they bound what one video
+holds at once by O(T x model width) instead of O(crops x heads x T^2), whatever the attention backend.
+
+Dimension letters: N sequences (B videos, or B·E video-expert pairs), T / Tq / Tk snippets, D model width,
+H heads, dh head width.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -42,6 +53,127 @@ def check_padding_mask(key_padding_mask: torch.Tensor | None, batch: int, length
         raise ValueError(f"key_padding_mask pads every snippet of batch rows {empty}: nothing left to attend to")
 
 
+@dataclass(frozen=True)
+class MemoryLimits:
+    """How much one forward pass may hold at once when a video is long (module docstring).
+
+    attention_scores: the most (sequence x head x query x key) scores one attention call covers; beyond it the
+        queries go in chunks. 2^26 scores are 256 MB in fp32 where a backend materialises them (the explicit
+        path with attention dropout on the CPU, PyTorch's math fallback, e.g. on MPS); SDPA's flash and
+        memory-efficient kernels hold only tiles, and chunking changes nothing for them (measured on the CPU:
+        benchmarks/README.md). With the defaults, chunking starts at T = 1,136 for the 13 experts' 52 heads
+        on one crop and at T = 4,096 for UR-DMU's 4 heads on one crop.
+    pass_snippets: the most crops x snippets one scoring pass sends through a model (`URDMU` in evaluation,
+        `GSMoEModel`): a longer video goes through max(1, pass_snippets // T) crops at a time, and the crops'
+        outputs are averaged as in one pass. A single crop is never split in time (attention spans the whole
+        video). 2,048 keeps the per-snippet activations of one pass under about 0.5 GB (the experts' [13, 2048,
+        576] q/k/v are 61 MB) and was the fastest on the 2-core CPU (benchmarks/README.md).
+    local_dense_max_t: UR-DMU's fixed local kernel is a dense [T, T] product up to this T and a banded product
+        beyond (`models.urdmu.local_mix`); 256 = 4 x its band of 64 snippets.
+    """
+
+    attention_scores: int = 2**26
+    pass_snippets: int = 2048
+    local_dense_max_t: int = 256
+
+    def __post_init__(self) -> None:
+        for name in ("attention_scores", "pass_snippets", "local_dense_max_t"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"MemoryLimits.{name} must be at least 1, got {getattr(self, name)}")
+
+
+_LIMITS = MemoryLimits()
+
+
+def current_limits() -> MemoryLimits:
+    """The memory limits in force (the defaults of `MemoryLimits` unless `memory_limits` changed them)."""
+    return _LIMITS
+
+
+@contextlib.contextmanager
+def memory_limits(**changes: int) -> Iterator[MemoryLimits]:
+    """Change some `MemoryLimits` fields inside the block; the previous limits come back afterwards.
+
+    `with memory_limits(attention_scores=2**30, pass_snippets=10**9): ...` scores every video in one pass;
+    the tests use small values to cross every threshold on short videos.
+    """
+    global _LIMITS
+    before = _LIMITS
+    _LIMITS = replace(before, **changes)
+    try:
+        yield _LIMITS
+    finally:
+        _LIMITS = before
+
+
+def _attention_block(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None,
+                     dropout_p: float) -> torch.Tensor:
+    """One attention call: q [N, H, Tq, dh], k [N, H, Tk, dh], v [N, H, Tk, dv] -> [N, H, Tq, dv]."""
+    if dropout_p > 0.0 and fast_mask_applies(q, dropout_p):
+        # On the CPU, SDPA with dropout leaves its fused kernel for an unfused path that draws the mask with
+        # bernoulli_ (3x the no-dropout time): the same unfused product with the cheap mask of `dropout`.
+        logits = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5  # [N, H, Tq, Tk]
+        if attn_mask is not None:
+            logits = logits.masked_fill(~attn_mask, float("-inf"))
+        return dropout(logits.softmax(-1), dropout_p) @ v
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p)
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None = None,
+              dropout_p: float = 0.0) -> torch.Tensor:
+    """softmax(q k^T / sqrt(dh)) v with the queries in chunks of bounded size (`MemoryLimits.attention_scores`).
+
+    q [N, H, Tq, dh], k [N, H, Tk, dh], v [N, H, Tk, dv]; attn_mask bool, True where attention is allowed,
+    broadcastable to [N, H, Tq, Tk] (its query axis of 1 or Tq) -> [N, H, Tq, dv]. The result is laid out as
+    [N, Tq, H, dv] in memory (what SDPA's CPU kernel returns), so that merging the heads back is a view.
+    """
+    n, h, tq, _ = q.shape
+    tk = k.shape[-2]
+    rows = max(1, current_limits().attention_scores // max(1, n * h * tk))  # queries per chunk
+    if rows >= tq:
+        return _attention_block(q, k, v, attn_mask, dropout_p)
+    chunks = []
+    for start in range(0, tq, rows):
+        mask = attn_mask
+        if mask is not None and mask.shape[-2] != 1:  # a per-query mask follows its queries
+            mask = mask[..., start : start + rows, :]
+        chunks.append(_attention_block(q[:, :, start : start + rows], k, v, mask, dropout_p))
+    # one copy, into the [N, Tq, H, dv] layout, so that the caller's merge of the heads is a view
+    return torch.cat([c.transpose(1, 2) for c in chunks], dim=1).transpose(1, 2)  # [N, H, Tq, dv]
+
+
+def mean_over_crops_in_passes(
+    fn: Callable[[torch.Tensor, slice], Sequence[torch.Tensor]], rows: torch.Tensor, crops: int
+) -> tuple[torch.Tensor, ...]:
+    """The crop means of fn's outputs, with the rows sent through fn a few at a time (`MemoryLimits.pass_snippets`).
+
+    rows [B·C, T, ...] (the C crops of each of B videos, video-major); fn(rows[which], which) -> a sequence of
+    tensors [n, ...], one row each (`which`, a slice of the rows, lets fn pick per-row inputs of its own).
+    Returns each output averaged over the crops of a video: [B, ...]. When all rows fit in one pass this is
+    fn(rows) averaged with `mean`; otherwise running sums over the crops (kept in at least float32) are
+    divided by C at the end, which equals the one-pass mean up to float rounding.
+    """
+    n_rows, length = rows.shape[0], rows.shape[1]
+    if n_rows % crops:
+        raise ValueError(f"{n_rows} rows are not a whole number of videos of {crops} crops")
+    per_pass = max(1, current_limits().pass_snippets // max(1, length))  # rows per pass
+    if per_pass >= n_rows:
+        return tuple(z.reshape(-1, crops, *z.shape[1:]).mean(1) if crops > 1 else z for z in fn(rows, slice(None)))
+    video = torch.arange(n_rows, device=rows.device) // crops  # [B·C] video of each row
+    sums: list[torch.Tensor] = []
+    dtypes: list[torch.dtype] = []
+    for start in range(0, n_rows, per_pass):
+        which = slice(start, start + per_pass)
+        outs = fn(rows[which], which)
+        if not sums:
+            dtypes = [z.dtype for z in outs]
+            sums = [z.new_zeros((n_rows // crops, *z.shape[1:]), dtype=torch.promote_types(z.dtype, torch.float32))
+                    for z in outs]
+        for total, z in zip(sums, outs):
+            total.index_add_(0, video[which], z.to(total.dtype))
+    return tuple((total / crops).to(dtype) for total, dtype in zip(sums, dtypes))
+
+
 def multi_head_attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -53,7 +185,8 @@ def multi_head_attention(
     """Scaled dot-product attention over already-projected queries, keys and values.
 
     q [N, Tq, D], k and v [N, Tk, D], key_padding_mask [N, Tk] (True = padded) -> [N, Tq, D].
-    D is split into `n_heads` heads of D / n_heads each; the heads are concatenated back.
+    D is split into `n_heads` heads of D / n_heads each; the heads are concatenated back. Long sequences are
+    attended in query chunks (`attention`).
     """
     n, tq, d = q.shape
     tk = k.shape[1]
@@ -64,15 +197,7 @@ def multi_head_attention(
     v = v.reshape(n, tk, n_heads, dh).transpose(1, 2)
     # SDPA's bool mask is True where attention is allowed; broadcast over heads and queries: [N, 1, 1, Tk].
     attn_mask = None if key_padding_mask is None else (~key_padding_mask)[:, None, None, :]
-    if dropout_p > 0.0 and fast_mask_applies(q, dropout_p):
-        # On the CPU, SDPA with dropout leaves its fused kernel for an unfused path that draws the mask with
-        # bernoulli_ (3x the no-dropout time): the same unfused product with the cheap mask of `dropout`.
-        logits = (q @ k.transpose(-1, -2)) * dh**-0.5  # [N, heads, Tq, Tk]
-        if attn_mask is not None:
-            logits = logits.masked_fill(~attn_mask, float("-inf"))
-        out = dropout(logits.softmax(-1), dropout_p) @ v  # [N, heads, Tq, dh]
-    else:
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p)  # [N, heads, Tq, dh]
+    out = attention(q, k, v, attn_mask, dropout_p)  # [N, heads, Tq, dh]
     return out.transpose(1, 2).reshape(n, tq, d)
 
 

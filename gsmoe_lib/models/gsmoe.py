@@ -21,6 +21,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from gsmoe_lib.models.blocks import mean_over_crops_in_passes
 from gsmoe_lib.models.experts import Experts
 from gsmoe_lib.models.gate import Gate
 from gsmoe_lib.models.urdmu import URDMU
@@ -69,6 +70,18 @@ class GSMoEModel(nn.Module):
         if x.dim() == 3:
             x = x.unsqueeze(1)
         B, C, T, D = x.shape
+        if self.crops == "each" and C > 1 and not self.training:
+            # Each crop on its own through encoder, experts and gate, a long video's crops a few per pass
+            # (blocks.MemoryLimits.pass_snippets): memory stays bounded whatever T. Rows are video-major [B·C].
+            row_mask = expert_mask
+            if expert_mask is not None and expert_mask.dim() == 2:  # [B, E] -> [B·C, E]
+                row_mask = expert_mask.repeat_interleave(C, dim=0)
+
+            def rows_forward(rows: Tensor, which: slice) -> GSMoEOutput:  # rows [n, T, D] -> per-row outputs
+                mask = row_mask if row_mask is None or row_mask.dim() == 1 else row_mask[which]
+                return self.forward(rows, mask, combine)
+
+            return GSMoEOutput(*mean_over_crops_in_passes(rows_forward, x.reshape(B * C, T, D), C))
         if self.crops == "mean":
             enc = self.encoder(x, training_extras=False)  # averaged over crops: scores [B, T], features [B, T, F]
             C = 1  # the experts and the gate see one (crop-averaged) sequence per video

@@ -72,6 +72,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gsmoe_lib.losses import k_for_length
+from gsmoe_lib.models.blocks import MemoryLimits, attention, current_limits, mean_over_crops_in_passes
 from gsmoe_lib.models.dropout import Dropout
 
 
@@ -138,9 +139,10 @@ def local_kernel(T: int, device: torch.device | str = "cpu", dtype: torch.dtype 
 # Long videos: beyond |i - j| = LOCAL_BAND the kernel exp(-|i - j| / e) is below exp(-64 / e) = 6e-11 of its
 # diagonal, under float32 resolution, so the local branch is computed as a banded product (cost O(T), not
 # O(T^2), and no [T, T] matrix: a 6,749-snippet test video would need 182 MB for it). Up to
-# DENSE_MAX_T snippets (training's 200 segments included) the exact dense kernel is used.
+# `MemoryLimits.local_dense_max_t` snippets (default DENSE_MAX_T; training's 200 segments included) the exact
+# dense kernel is used.
 LOCAL_BAND = 64
-DENSE_MAX_T = 4 * LOCAL_BAND
+DENSE_MAX_T = MemoryLimits().local_dense_max_t  # 4 * LOCAL_BAND
 
 
 @lru_cache(maxsize=8)
@@ -156,11 +158,12 @@ def _cached_band_blocks(band: int, device: torch.device, dtype: torch.dtype) -> 
 def local_mix(t: Tensor) -> Tensor:
     """The local branch A t for t [N, T, H] (A = `local_kernel(T)`) -> [N, T, H].
 
-    A = K diag(1 / c) with c[j] = sum_m K[j, m]: for T > DENSE_MAX_T the columns are scaled first and K is
-    applied block by block (blocks of LOCAL_BAND snippets, each output block reading its neighbours only).
+    A = K diag(1 / c) with c[j] = sum_m K[j, m]: for T > `MemoryLimits.local_dense_max_t` (default DENSE_MAX_T)
+    the columns are scaled first and K is applied block by block (blocks of LOCAL_BAND snippets, each output
+    block reading its neighbours only).
     """
     N, T, H = t.shape
-    if T <= DENSE_MAX_T:
+    if T <= current_limits().local_dense_max_t:
         return torch.matmul(local_kernel(T, t.device, t.dtype), t)
     r = math.exp(-1 / math.e)
     # made on the device: no host synchronisation per video
@@ -202,7 +205,7 @@ class GLAttention(nn.Module):
         w_qkvt = self.to_qkv.weight  # [4 * inner, dim]: rows q, k, v, t, each head-major
         q, k, v = F.linear(x, w_qkvt[: 3 * inner]).chunk(3, dim=-1)  # each [N, T, heads * dim_head]
         q, k, v = (z.view(N, T, self.heads, self.dim_head).transpose(1, 2) for z in (q, k, v))
-        glob = F.scaled_dot_product_attention(q, k, v)  # [N, heads, T, dim_head], scale 1/sqrt(dim_head)
+        glob = attention(q, k, v)  # SDPA in query chunks: [N, heads, T, dim_head], scale 1/sqrt(dim_head)
         glob = glob.transpose(1, 2).reshape(N, T, inner)  # [N, T, heads * dim_head]
 
         out_linear = self.to_out[0]
@@ -324,6 +327,17 @@ class URDMU(nn.Module):
         self.encoder_var = nn.Sequential(nn.Linear(dim, dim))
         self.cls_head = ScoreHead(self.feature_dim, head_hidden)
 
+    def _evaluate_rows(self, rows: Tensor) -> tuple[Tensor, Tensor]:
+        """Evaluation of single crops: rows [N, T, D] -> (scores [N, T], task-aware features h [N, T, F])."""
+        x = self.selfatt(self.embedding(rows))  # [N, T, dim]
+        a_slots, _ = self.Amemory.attend(x)  # [N, T, slots]
+        n_slots, _ = self.Nmemory.attend(x)
+        # encoder_mu of both memories' augmentations, read through the memories (`read_through`)
+        mu_linear = self.encoder_mu[0]  # the Sequential wrapper only reproduces the released keys
+        aug = self.Amemory.read_through(a_slots, mu_linear) + self.Nmemory.read_through(n_slots, mu_linear)
+        h = torch.cat([x, aug], dim=-1)  # [N, T, F]
+        return self.cls_head(h), h
+
     def forward(self, x: Tensor, training_extras: bool | None = None) -> URDMUOutput:
         """x [B, T, D] or [B, C, T, D] -> URDMUOutput (scores [B, T], features [B, T, F], extras).
 
@@ -336,6 +350,14 @@ class URDMU(nn.Module):
             D = self.input_dim
             raise ValueError(f"URDMU expects [B, T, {D}] or [B, C, T, {D}], got {list(x.shape)}")
         B, C, T, D = x.shape
+        if not (self.training if training_extras is None else training_extras):
+            rows = x.reshape(B * C, T, D)
+            if self.training:  # scores to train on (TGS fine-tuning): one pass, the batch was sized to fit
+                scores, h = (z.view(B, C, *z.shape[1:]).mean(1) for z in self._evaluate_rows(rows))
+            else:  # evaluation: a long video's crops go through a few at a time (bounded memory)
+                scores, h = mean_over_crops_in_passes(lambda r, _: self._evaluate_rows(r), rows, C)
+            return URDMUOutput(scores, h)  # [B, T], [B, T, F]
+
         x = self.selfatt(self.embedding(x.reshape(B * C, T, D)))  # [N, T, dim], N = B * C
         a_slots, a_att = self.Amemory.attend(x)  # [N, T, slots], [N, T]
         n_slots, n_att = self.Nmemory.attend(x)
@@ -345,11 +367,6 @@ class URDMU(nn.Module):
 
         def crop_mean(z: Tensor) -> Tensor:  # [M * C, ...] -> [M, ...] (M = B or B/2); z itself when C = 1
             return z.view(-1, C, *z.shape[1:]).mean(1) if C > 1 else z
-
-        if not (self.training if training_extras is None else training_extras):
-            h = torch.cat([x, a_mu + n_mu], dim=-1)  # [N, T, F]
-            scores = self.cls_head(h)  # [N, T]
-            return URDMUOutput(crop_mean(scores), crop_mean(h))
 
         if B % 2:
             raise ValueError(f"URDMU training needs an even batch (first half normal, second abnormal), got B={B}")
