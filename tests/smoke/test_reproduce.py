@@ -14,7 +14,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from gsmoe_lib.metrics import PAPER_NUMBERS
+from gsmoe_lib.metrics import COLLAPSE_STD, PAPER_NUMBERS
 from gsmoe_lib.notebook import NotebookFailed, ParameterError
 from gsmoe_lib.pipeline import NOTEBOOKS, PROJECT_ROOT, reproduce
 
@@ -61,6 +61,42 @@ def test_results_json_schema_and_ranges(run):
     assert results["versions"]["torch"]
     if "30_categories" in PRESENT:
         assert "table4" in results and "classwise" in results
+
+
+def test_results_json_carries_the_diagnostics(run):
+    """Issue 12: collapse status of every stage, expert x class matrix, own-expert advantage, masking two ways,
+    silhouettes; consistent with each other and rendered in results.md."""
+    results = json.loads((run / "results.json").read_text())
+    for row, values in results["ablation"].items():  # every stage's metrics carry the collapse report
+        assert values["n_seeds"] == 1 and values["collapsed_seeds"] in (0, 1) and values["score_std"] >= 0, row
+        assert (values["score_std"] < COLLAPSE_STD) == bool(values["collapsed_seeds"]), row
+    if "13_gate" in PRESENT:
+        assert set(results["collapse"]) >= {"encoder", "tgs", "experts", "gate"}
+        assert results["collapse"]["gate"]["score_std"] == pytest.approx(results["ablation"]["gsmoe"]["score_std"])
+    if "12_experts" in PRESENT:
+        spec = results["specialisation"]
+        assert spec["expert_names"] == results["experts"]["expert_names"]
+        assert set(spec["matrix"]) == set(spec["expert_names"])
+        assert all(_fraction(v) for row in spec["matrix"].values() for v in row.values())
+        adv = spec["own_expert_advantage"]  # class experts: defined, in points, one per class with test videos
+        assert set(adv["per_class"]) <= set(spec["classes"]) and adv["n_classes"] == len(adv["per_class"]) > 0
+        assert adv["mean"] == pytest.approx(sum(adv["per_class"].values()) / adv["n_classes"])
+        assert adv["n_positive"] == sum(v > 0 for v in adv["per_class"].values())
+        assert (run / "figures" / "expert_class_auc.png").is_file()
+    if "30_categories" in PRESENT:
+        t4 = results["table4"]
+        assert set(t4) == {"unmasked", "masked", "masked_mean"} and set(t4["masked"]) == set(t4["unmasked"])
+        drop = results["masking"]["mean_drop"]
+        for fill, column in (("zero", "masked"), ("mean", "masked_mean")):
+            diffs = [t4["unmasked"][c] - t4[column][c] for c in t4["unmasked"]
+                     if not math.isnan(t4["unmasked"][c] - t4[column][c])]
+            assert drop[fill] == pytest.approx(100 * sum(diffs) / len(diffs))
+    if "40_tsne" in PRESENT:
+        sil = results["tsne"]["silhouette"]
+        assert set(sil) == {"baseline", "experts", "gate"} and all(-1 <= v <= 1 for v in sil.values())
+        assert results["tsne"]["experts_minus_baseline"] == pytest.approx(sil["experts"] - sil["baseline"])
+    md = (run / "results.md").read_text()
+    assert "Diagnostics of the mixture" in md and "Stage collapse" in md
 
 
 def test_executed_notebooks_figures_and_timings(run):
