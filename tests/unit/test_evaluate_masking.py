@@ -30,18 +30,21 @@ class IdentityEncoder(nn.Module):
 
 
 class FeatureExperts(nn.Module):
-    """expert e's score = feature e (already in [0, 1])."""
+    """expert e's logit = feature e (what the gate reads), its score the sigmoid of it."""
 
     n_experts = len(CLASSES)
 
-    def forward(self, f):
+    def logits(self, f):
         return f[..., : self.n_experts]
+
+    def forward(self, f):
+        return torch.sigmoid(self.logits(f))
 
 
 class MaxGate(nn.Module):
-    """final score = max over the (masked) expert scores, so a masked class expert removes its signal."""
+    """final score = max over the (masked, by zero) expert inputs, so a masked class expert removes its signal."""
 
-    def forward(self, expert_scores, features, expert_mask=None):
+    def forward(self, expert_scores, features, expert_mask=None, mask_fill="zero"):
         if expert_mask is not None:
             expert_scores = expert_scores * expert_mask
         s = expert_scores.amax(-1)
