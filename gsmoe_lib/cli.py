@@ -6,8 +6,9 @@ defines two functions:
     add_arguments(parser: argparse.ArgumentParser) -> None
     run(args: argparse.Namespace) -> int        # exit status
 
-and is listed in COMMANDS below. Modules are imported only when their subcommand (or --help) is used,
-so `gsmoe data check` does not pay for importing the models.
+and is listed in COMMANDS below. Only the module of the subcommand on the command line is imported
+(`build_parser(argv)`), so `gsmoe data check` does not pay for importing the models, and an error in a
+`gsmoe score` call is reported within the time it takes to import torch.
 
 Errors speak to users, not in tracebacks: `run` raises, and `main` reports what it raised in one line on
 stderr, `gsmoe <command>: error: <message>` (argparse's own format). A user error (`USER_ERRORS`: a
@@ -54,8 +55,20 @@ def user_errors() -> tuple[type[BaseException], ...]:
     return (OSError, ValueError, NotebookFailed)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _chosen(argv: list[str] | None) -> tuple[str, ...] | None:
+    """The command words of COMMANDS that `argv` starts with (options skipped); None for all (argv None)."""
+    if argv is None:
+        return None
+    words = tuple(a for a in argv if not a.startswith("-"))
+    return next((w for w, _, _ in COMMANDS if words[:len(w)] == w), ())
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The `gsmoe` parser. With `argv`, only the subcommand it names gets its arguments (its module is
+    imported); the others are listed with their help line only. Without, every subcommand is complete."""
     from gsmoe_lib import __version__
+
+    chosen = _chosen(argv)
 
     parser = argparse.ArgumentParser(prog="gsmoe", description="GS-MoE weakly-supervised video anomaly detection")
     parser.add_argument("--version", action="version", version=f"gsmoe {__version__}")
@@ -72,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
                 group_parser = top.add_parser(words[0], help=f"{words[0]} commands")
                 groups[words[0]] = group_parser.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
             sub = groups[words[0]].add_parser(words[1], help=help_text, description=help_text)
+        if chosen is not None and words != chosen:
+            continue  # listed in --help; not parsed in this call, so its module is not imported
         mod = importlib.import_module(module)
         mod.add_arguments(sub)
         # SUPPRESS: without the flag here, the top-level --debug (False by default) is kept.
@@ -81,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if not getattr(args, "_module", None):
         parser.print_help()

@@ -53,7 +53,8 @@ import numpy as np
 import torch
 
 from gsmoe_lib import runs
-from gsmoe_lib.metrics import FRAMES_PER_SNIPPET
+# Not from metrics (the same 16): importing scikit-learn would double `gsmoe score`'s start-up time.
+from gsmoe_lib.data.ground_truth import SNIPPET_FRAMES as FRAMES_PER_SNIPPET
 from gsmoe_lib.models.experts import Experts
 from gsmoe_lib.models.gate import Gate
 from gsmoe_lib.models.gsmoe import CROP_MODES, GSMoEModel
