@@ -163,3 +163,43 @@ def urdmu_loss(
         "total": total,
     }
     return total, {name: value.detach() for name, value in parts.items()}
+
+
+def sultani_ranking_loss(
+    scores: Tensor,
+    labels: Tensor,
+    smooth_weight: float = 8e-5,
+    sparse_weight: float = 8e-5,
+    margin: float = 1.0,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Sultani et al.'s (2018) MIL ranking loss on bags of segments: (loss, detached parts).
+
+        hinge = mean over (abnormal a, normal n) pairs of max(0, margin - max_t s_a[t] + max_t s_n[t])
+        loss  = hinge + smooth_weight * smoothness(s, y) + sparse_weight * sparsity(s, y)
+
+    smoothness = Σ_t (s[t] - s[t+1])², sparsity = Σ_t s[t], each a per-video sum averaged over the abnormal
+    videos (the functions above); λ1 = λ2 = 8e-5 as in their paper and code.
+
+    scores [B, S] in [0, 1] (one bag per video); labels [B] (0 normal, 1 abnormal), in any order. A batch
+    without normal or without abnormal bags has hinge 0.
+    Every (abnormal, normal) pair of the batch is used, as the original Keras code
+    (WaqasSultani/AnomalyDetectionCVPR2018: for each normal video the hinge summed over the batch's abnormal
+    videos, averaged over the normal videos, plus both regularisers summed over the abnormal videos; that
+    loss is this one times the number of abnormal videos, a scale Adagrad all but removes). The PyTorch
+    ports pair the i-th abnormal bag with the i-th normal one only. With margin 1 and scores in [0, 1] the
+    hinge never clips (1 - a + n >= 0), so both give the same value and gradient: 1 - mean a + mean n.
+    Parts: `hinge`, `smooth`, `sparse` (unweighted), `total`.
+    """
+    if scores.dim() != 2 or labels.shape != scores.shape[:1]:
+        raise ValueError(f"sultani_ranking_loss: scores must be [B, S] and labels [B], got {tuple(scores.shape)} "
+                         f"and {tuple(labels.shape)}")
+    scores = scores.float()
+    top = scores.amax(-1)  # [B]: each bag's highest-scoring segment
+    # the hinge of every (row a, column n) pair, kept where a is abnormal and n normal (masks: no host sync)
+    pair = torch.relu(margin - top[:, None] + top[None, :])  # [B, B]
+    mask = ((labels == 1)[:, None] & (labels == 0)[None, :]).to(pair.dtype)
+    hinge = (pair * mask).sum() / mask.sum().clamp(min=1.0)
+    smooth, sparse = smoothness(scores, labels), sparsity(scores, labels)
+    total = hinge + smooth_weight * smooth + sparse_weight * sparse
+    parts = {"hinge": hinge, "smooth": smooth, "sparse": sparse, "total": total}
+    return total, {name: value.detach() for name, value in parts.items()}
