@@ -239,7 +239,10 @@ def classwise_auc(
 # "gate-no-features" from Table 3; "clusters-5/6/7" from Table 5. The paper disagrees with itself on
 # UR-DMU's XD-Violence AP_A (Table 1: 83.94, Table 2 baseline: 82.91); both are kept under their rows.
 # The paper does not say which AP convention it uses, so its AP is shown beside both of ours.
+# "sultani": Table 1's MIL (Sultani et al. 2018) with I3D features, UCF-Crime AUC only (its XD-Violence
+# numbers, AP 75.68 / AP_A 78.61, are C3D's and are not shown beside our I3D-shaped features).
 PAPER_NUMBERS: dict[tuple[str, str, str], float] = {
+    ("ucf-crime", "sultani", "auc"): 77.42,
     ("ucf-crime", "ur-dmu", "auc"): 86.97,
     ("ucf-crime", "ur-dmu", "auc_abnormal"): 70.81,
     ("xd-violence", "ur-dmu", "ap"): 81.66,

@@ -208,6 +208,8 @@ def results_markdown(results: Mapping[str, Any]) -> str:
         labels = {"baseline": ("UR-DMU baseline (encoder, MIL)", "baseline"), "tgs": ("+ TGS", "tgs"),
                   "experts": ("+ class experts (max)", "experts"), "gsmoe": ("+ gate = GS-MoE", "gate")}
         rows = [(labels[k][0], labels[k][1], ablation[k]) for k in ABLATION_ROWS if k in ablation]
+        if isinstance(results.get("sultani"), Mapping):  # the floor every stage must clear (gsmoe_lib/sultani.py)
+            rows.insert(0, ("Sultani MIL (reference, raw features)", "sultani", results["sultani"]))
         out += ["## Table 2: component ablation\n", comparison_table(rows, ds)]
     table3 = results.get("table3")
     if isinstance(table3, Mapping):

@@ -89,3 +89,16 @@ def test_config_defaults_are_sultanis():
     assert (c.n_segments, c.batch_normal, c.batch_abnormal, c.hidden, c.bottleneck, c.dropout) == (32, 30, 30, 512,
                                                                                                    32, 0.6)
     assert (c.lr, c.weight_decay, c.smooth_weight, c.sparse_weight) == (1e-3, 1e-3, 8e-5, 8e-5)
+
+
+def test_results_md_puts_the_sultani_row_first_in_table_2_beside_the_papers_77_42():
+    from gsmoe_lib.pipeline import results_markdown
+
+    row = {"auc": 0.8123, "auc_abnormal": 0.7, "ap": 0.5, "ap_abnormal": 0.6}
+    md = results_markdown({"dataset": "ucf-crime", "profile": "quick", "seeds": 1,
+                           "ablation": {"baseline": dict(row, auc=0.76)}, "sultani": row})
+    table2 = md.split("## Table 2")[1].split("##")[0]
+    lines = [ln for ln in table2.splitlines() if ln.startswith("| ") and "---" not in ln][1:]  # body rows
+    assert lines[0].startswith("| Sultani MIL") and "| 81.23 | 77.42 |" in lines[0]
+    assert lines[1].startswith("| UR-DMU baseline")
+    assert "Sultani" not in results_markdown({"dataset": "ucf-crime", "ablation": {"baseline": row}})
