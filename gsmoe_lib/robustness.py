@@ -1,0 +1,608 @@
+"""Robustness benchmark (issue 12): the whole pipeline over variants of the synthetic generator × seeds.
+
+A recipe tuned on one dataset can hold there and nowhere else. This benchmark trains every stage (the
+UR-DMU baseline, TGS fine-tuning, the experts, the gate, and the Sultani MIL reference when the pipeline
+has it) on several *variants* of the synthetic generator (`gsmoe_lib.data.synthetic`), each with its own
+dataset seed, for several training seeds, and checks the issue's targets on every variant.
+
+    python -m gsmoe_lib.robustness                              # every variant, quick profile, CPU
+    python -m gsmoe_lib.robustness --device cuda --jobs 8       # the lent GPU machine (16 cores)
+    python -m gsmoe_lib.robustness --variants ucf,xd --seeds 1 --profile tiny --out /tmp/rb
+    python -m gsmoe_lib.robustness --list                       # the variants and what is cached
+
+Variants (`VARIANTS`). Each changes the *profile's* generator config (so that `--profile tiny` shrinks
+every variant alike): `scale` multiplies a SynthConfig field of the profile, `set` replaces it. Every
+variant but the two defaults has a dataset seed of its own, so no variant shares the default's videos.
+
+| variant | dataset | data seed | change to the profile's generator | seeds |
+|---|---|---|---|---|
+| ucf | UCF-shaped | 0 | none (the default of `make reproduce`) | 5 |
+| xd | XD-shaped | 0 | none (5 crops, multi-label) | 5 |
+| ucf-reseed | UCF-shaped | 5 | none: another draw of the same generator (the control for the others) | 3 |
+| ucf-half-saliency | UCF-shaped | 1 | saliency_scale × 0.5 | 3 |
+| ucf-distractors-2x | UCF-shaped | 2 | distractor_rate × 2 (motion bursts that are not anomalies) | 3 |
+| ucf-10-crops | UCF-shaped | 3 | n_crops = 10 (the real UCF-Crime layout) | 3 |
+| ucf-lengths | UCF-shaped | 4 | length_scale × 2, max_snippets × 2, train_mean_snippets × 0.4: test 2×, train 0.8× | 3 |
+
+Cells. One (variant, training seed) is a cell: its data is synthesised once per variant under
+`WORK/data/<variant>` (cached: the same generator config is not written twice), its stages train into
+`WORK/runs/<variant>/<key>/seed-<s>` and its record goes to `WORK/cells/<variant>/<key>/seed-<s>.json`.
+`<key>` hashes everything that decides the cell's numbers (the PipelineConfig, the generator config, the
+stages, the device), so a changed config gets fresh folders and never meets a stage finished with another
+config (runs.StageConflict); a finished cell (its record exists) is not rerun, and an interrupted cell
+resumes from its finished stages (train.run_pipeline). `--rerun` deletes the requested cells' records and
+run folders first (for code changes that leave the config alone).
+
+Parallel cells (`--jobs N`): N worker processes (spawned, so CUDA works in them), each with `--threads`
+torch threads (default: the CPU count // N). The variants' data are synthesised in the same pool, first,
+and each variant's cells start as soon as its data is written, so the slowest synthesis (ucf-10-crops,
+25 s on the 2-core CPU) overlaps the other variants' training. Stage seconds of parallel cells share the
+machine: compare them only within one call with the same `--jobs`.
+
+Collapse (issue 12: a degenerate stage is reported as collapsed, not as a metric). A stage is collapsed on
+a seed when
+- its test scores' pooled std is below `metrics.COLLAPSE_STD` (1e-3): the stage's own `score_std` /
+  `collapsed` metrics, else computed from RUN/<stage>/test_scores.npz (`metrics.score_spread`); or
+- its pseudo-labels had a TGS kernel on fewer than `--min-kernel-fraction` (0.5, "most") of the abnormal
+  training samples, or the stage itself says they were degenerate (the stage metrics
+  `pseudo_label_coverage` and `pseudo_labels_degenerate`, `train.check_coverage`).
+A stage collapsed on any seed of a variant is marked collapsed for the variant; its numbers stay in the
+JSON and appear in parentheses in the table, as diagnostics, not results.
+
+Targets checked per variant (issue 12; means over the variant's seeds):
+- no stage collapsed;
+- gate ≥ TGS ≥ baseline ≥ Sultani MIL on AUC_A (Sultani left out of the chain when the pipeline has no
+  such stage, and the check says so);
+- XD-shaped variants: gate AP_A ≥ TGS AP_A ≥ baseline AP_A;
+- the UCF default: also gate ≥ TGS ≥ baseline ≥ Sultani MIL on AUC, and gate AUC std ≤ 1.5 points.
+A check over fewer seeds than the variant asks for is reported as incomplete (passed: null).
+
+Outputs: `OUT/robustness.json` (parameters, environment, variants with their full generator configs, every
+cell, the summary, the checks, failures) and `OUT/robustness.md` (the same as tables). OUT defaults to
+benchmarks/results-<machine> (results-cpu, results-h100, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import statistics
+import sys
+import time
+import traceback
+import warnings
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+from gsmoe_lib import runs
+
+METRICS = ("auc", "auc_abnormal", "ap", "ap_abnormal")
+METRIC_LABELS = {"auc": "AUC", "auc_abnormal": "AUC_A", "ap": "AP", "ap_abnormal": "AP_A"}
+STAGE_LABELS = {"sultani": "Sultani MIL (reference)", "encoder": "UR-DMU baseline", "tgs": "+ TGS",
+                "experts": "+ experts", "gate": "+ gate (GS-MoE)"}
+SHORT_NAMES = {"sultani": "Sultani MIL", "encoder": "baseline", "tgs": "TGS", "experts": "experts", "gate": "gate"}
+TABLE_ORDER = ("sultani", "encoder", "tgs", "experts", "gate")
+MIN_KERNEL_FRACTION = 0.5  # "no kernel on most abnormal training samples" (issue 12)
+GATE_AUC_STD_MAX = 1.5     # the UCF target: gate AUC std ≤ 1.5 points
+DATA_PROFILE = {"tiny": "tiny", "quick": "quick", "paper": "quick"}  # as train.default_data_root
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One variant of the synthetic generator: a dataset, its seed, and changes to the profile's config."""
+
+    name: str
+    description: str
+    dataset: str = "ucf-crime"
+    data_seed: int = 0
+    scale: dict[str, float] = field(default_factory=dict)  # SynthConfig field -> factor on the profile's value
+    set: dict[str, Any] = field(default_factory=dict)      # SynthConfig field -> value
+    seeds: int = 3                                         # training seeds by default
+    default: bool = False                                  # the dataset's default (its own extra targets)
+
+    def synth_overrides(self, data_profile: str) -> dict[str, Any]:
+        """SynthConfig overrides of this variant on top of `data_profile` (tiny / quick / full)."""
+        from gsmoe_lib.data.synthetic import make_config
+
+        base = asdict(make_config(data_profile, self.dataset))
+        out: dict[str, Any] = {}
+        for key, factor in self.scale.items():
+            if key not in base:
+                raise ValueError(f"variant {self.name}: unknown SynthConfig field {key!r}")
+            if base[key] is not None:  # e.g. max_snippets=None (no cap) stays uncapped
+                value = base[key] * factor
+                out[key] = round(value) if isinstance(base[key], int) else value
+        out.update(self.set)
+        return out
+
+    def synth_config(self, data_profile: str):
+        from gsmoe_lib.data.synthetic import make_config
+
+        return make_config(data_profile, self.dataset, **self.synth_overrides(data_profile))
+
+
+VARIANTS: dict[str, Variant] = {v.name: v for v in (
+    Variant("ucf", "the UCF-shaped default (make reproduce)", seeds=5, default=True),
+    Variant("xd", "the XD-shaped default (5 crops, multi-label)", dataset="xd-violence", seeds=5, default=True),
+    Variant("ucf-reseed", "the UCF-shaped default, another dataset seed (control)", data_seed=5),
+    Variant("ucf-half-saliency", "half the anomalies' saliency", data_seed=1, scale={"saliency_scale": 0.5}),
+    Variant("ucf-distractors-2x", "twice the rate of motion distractors", data_seed=2,
+            scale={"distractor_rate": 2.0}),
+    Variant("ucf-10-crops", "10 crops per video (the real UCF-Crime layout)", data_seed=3, set={"n_crops": 10}),
+    Variant("ucf-lengths", "test videos 2x as long, train videos 0.8x as long", data_seed=4,
+            scale={"length_scale": 2.0, "max_snippets": 2.0, "train_mean_snippets": 0.4}),
+)}
+
+
+# ----------------------------------------------------------------------------------------------------
+# Cells
+# ----------------------------------------------------------------------------------------------------
+
+def pipeline_stages(references: str | None = None) -> tuple[str, ...]:
+    """The stages a cell trains: train.STAGES, plus the reference stages ("sultani") the pipeline has.
+
+    references: comma-separated subset of train.REFERENCE_STAGES ("" for none, None for all of them).
+    """
+    from gsmoe_lib import train
+
+    available = tuple(s for s in getattr(train, "REFERENCE_STAGES", ()) if s not in train.STAGES)
+    wanted = available if references is None else tuple(s for s in references.split(",") if s)
+    unknown = [s for s in wanted if s not in available]
+    if unknown:
+        raise SystemExit(f"unknown reference stage(s) {', '.join(unknown)}; this pipeline has: "
+                         f"{', '.join(available) or 'none'}")
+    return tuple(train.STAGES) + wanted
+
+
+def variant_data_root(work: Path, variant: Variant) -> Path:
+    return Path(work) / "data" / variant.name
+
+
+def cell_config(variant: Variant, seed: int, work: Path, profile: str, device: str,
+                overrides: dict[str, Any] | None = None):
+    """The PipelineConfig of one cell (the profile, the variant's data, the seed, the overrides)."""
+    from gsmoe_lib import train
+
+    return train.config_for(profile, str(variant_data_root(work, variant).resolve()), variant.dataset, seed,
+                            device, overrides)
+
+
+def cell_key(variant: Variant, profile: str, device: str, overrides: dict[str, Any] | None,
+             stages: tuple[str, ...], work: Path) -> str:
+    """A short hash of everything that decides a variant's cells' numbers except the training seed."""
+    cfg = cell_config(variant, 0, work, profile, device, overrides)
+    ident = {"pipeline": asdict(cfg), "synth": asdict(variant.synth_config(DATA_PROFILE[profile])),
+             "dataset": variant.dataset, "data_seed": variant.data_seed, "stages": list(stages)}
+    return runs.config_hash(ident)[:10]
+
+
+def cell_paths(work: Path, variant: str, key: str, seed: int) -> tuple[Path, Path]:
+    """(run folder, record file) of one cell."""
+    return (Path(work) / "runs" / variant / key / f"seed-{seed}",
+            Path(work) / "cells" / variant / key / f"seed-{seed}.json")
+
+
+def synth_variant(variant: Variant, work: str | Path, profile: str) -> str:
+    """Write (or find, when already written) the variant's dataset; returns its folder."""
+    from gsmoe_lib.data.synthetic import synthesize
+
+    out = variant_data_root(Path(work), variant)
+    synthesize(out, profile=DATA_PROFILE[profile], seed=variant.data_seed, dataset=variant.dataset,
+               force=True, **variant.synth_overrides(DATA_PROFILE[profile]))
+    return str(out)
+
+
+def stage_record(run_dir: Path, stage: str, measured: dict[str, Any],
+                 min_kernel_fraction: float = MIN_KERNEL_FRACTION) -> dict[str, Any]:
+    """One stage of one cell: metrics in percent, seconds, score std, kernel fraction, collapse reasons."""
+    from gsmoe_lib import train
+    from gsmoe_lib.metrics import COLLAPSE_STD, score_spread
+
+    sdir = runs.StageDir(run_dir, stage)
+    metrics = sdir.metrics()
+    rec: dict[str, Any] = {k: 100.0 * float(metrics[k]) for k in METRICS}
+    rec["seconds"] = float(measured.get("seconds", float("nan")))
+    rec["loaded"] = bool(measured.get("loaded", False))
+    reasons = []
+    if "score_std" in metrics:
+        rec["score_std"], rec["score_std_source"] = float(metrics["score_std"]), "metrics"
+    else:
+        rec["score_std"] = score_spread(train.load_scores(sdir.path / "test_scores.npz"))
+        rec["score_std_source"] = "test_scores.npz"
+    if metrics.get("collapsed") or rec["score_std"] < COLLAPSE_STD:
+        reasons.append(f"test-score std {rec['score_std']:.1e} < {COLLAPSE_STD:g}")
+    # the share of abnormal training samples whose pseudo-labels have a TGS kernel (train.check_coverage);
+    # None for stages without pseudo-labels (encoder, sultani)
+    frac = metrics.get("pseudo_label_coverage")
+    rec["kernel_fraction"] = None if frac is None else float(frac)
+    if metrics.get("pseudo_labels_degenerate") or (frac is not None and frac < min_kernel_fraction):
+        reasons.append(f"pseudo-label kernel on {100 * rec['kernel_fraction']:.0f}% of the abnormal training "
+                       f"samples (< {100 * min_kernel_fraction:.0f}%)")
+    rec["collapsed"], rec["collapse_reasons"] = bool(reasons), reasons
+    return rec
+
+
+def _set_threads(threads: int) -> None:
+    import torch
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+
+
+def run_cell(task: dict[str, Any]) -> dict[str, Any]:
+    """Train (or load) one cell's stages and write its record; the unit of work of the pool.
+
+    task: variant (a Variant's fields), seed, work, profile, device, overrides, stages, key, threads,
+    min_kernel_fraction. Returns the record; an exception is returned as {"error": ...} with the task.
+    """
+    from gsmoe_lib import precision, train
+
+    variant = Variant(**task["variant"])
+    seed, work = task["seed"], Path(task["work"])
+    run_dir, record_path = cell_paths(work, variant.name, task["key"], seed)
+    start = time.perf_counter()
+    try:
+        _set_threads(task["threads"])
+        cfg = cell_config(variant, seed, work, task["profile"], task["device"], task["overrides"])
+        with warnings.catch_warnings(record=True) as caught:  # the stages' warnings go into the record
+            warnings.simplefilter("always")
+            data = train.load_data(cfg.data, cfg.device, progress=False)
+            # precision.measure_one trains train.STAGES one after another and times each (fp32)
+            measured = precision.measure_one(cfg, run_dir, "none", data)
+            extra = [s for s in task["stages"] if s not in measured]
+            if extra:
+                t = time.perf_counter()
+                # the reference stages train alone (run_pipeline: stages=("sultani",) trains nothing else)
+                res = train.run_pipeline(cfg, run_dir, tuple(extra), progress=False, data=data)
+                seconds = time.perf_counter() - t
+                for s in extra:
+                    measured[s] = {"seconds": seconds / len(extra), "loaded": res[s].skipped}
+        stages = {s: stage_record(run_dir, s, measured[s], task["min_kernel_fraction"])
+                  for s in task["stages"]}
+        record = {"variant": variant.name, "seed": seed, "key": task["key"], "dataset": variant.dataset,
+                  "data_seed": variant.data_seed, "device": task["device"], "threads": task["threads"],
+                  "seconds": time.perf_counter() - start, "stages": stages,
+                  "warnings": sorted({str(w.message) for w in caught}), "run_dir": str(run_dir)}
+        runs.write_json(record_path, record)
+        return record
+    except Exception as exc:  # noqa: BLE001 - one failed cell must not stop the others; it is reported
+        return {"variant": variant.name, "seed": seed, "key": task["key"],
+                "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(),
+                "seconds": time.perf_counter() - start}
+
+
+def _synth_task(task: dict[str, Any]) -> str:
+    _set_threads(task["threads"])
+    return synth_variant(Variant(**task["variant"]), task["work"], task["profile"])
+
+
+def _init_worker(threads: int) -> None:
+    # Before torch spreads over every core: each worker gets its share (the benchmark runs N of them).
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(max(threads, 1))
+    _set_threads(threads)
+
+
+def execute(variants: list[Variant], cell_tasks: dict[str, list[dict[str, Any]]], synth: dict[str, dict[str, Any]],
+            jobs: int, threads: int, on_done: Callable[[dict[str, Any]], None]) -> None:
+    """Synthesise each variant's data, then run its cells; with jobs > 1 in a pool of spawned processes.
+
+    A variant's cells are submitted as soon as its data is written, so synthesis overlaps training.
+    """
+    if jobs <= 1:
+        for v in variants:
+            if not cell_tasks.get(v.name):
+                continue
+            synth_error = None
+            try:
+                _synth_task(synth[v.name])
+            except Exception as exc:  # noqa: BLE001
+                synth_error = f"synthesis failed: {type(exc).__name__}: {exc}"
+            for task in cell_tasks[v.name]:
+                on_done({"variant": v.name, "seed": task["seed"], "key": task["key"], "error": synth_error}
+                        if synth_error else run_cell(task))
+        return
+    import multiprocessing
+
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_init_worker, initargs=(threads,)) as pool:
+        pending: dict[Future, tuple[str, str]] = {}
+        for v in variants:
+            if cell_tasks.get(v.name):
+                pending[pool.submit(_synth_task, synth[v.name])] = ("synth", v.name)
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                kind, name = pending.pop(fut)
+                if kind == "synth":
+                    if fut.exception() is not None:
+                        exc = fut.exception()
+                        for task in cell_tasks[name]:
+                            on_done({"variant": name, "seed": task["seed"], "key": task["key"],
+                                     "error": f"synthesis failed: {type(exc).__name__}: {exc}"})
+                        continue
+                    for task in cell_tasks[name]:
+                        pending[pool.submit(run_cell, task)] = ("cell", name)
+                else:
+                    on_done(fut.result())
+
+
+# ----------------------------------------------------------------------------------------------------
+# Summary, targets, tables
+# ----------------------------------------------------------------------------------------------------
+
+def _mean_std(values: list[float]) -> dict[str, float]:
+    """mean and sample std (n - 1; 0 for one value), as precision.summarise."""
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "n": len(values)}
+
+
+def summarise(cells: list[dict[str, Any]], stages: tuple[str, ...]) -> dict[str, Any]:
+    """variant -> stage -> {metric: {mean, std, n}, seconds, collapsed, collapsed_seeds, reasons}."""
+    out: dict[str, Any] = {}
+    for name in dict.fromkeys(c["variant"] for c in cells):
+        rows = sorted((c for c in cells if c["variant"] == name), key=lambda c: c["seed"])
+        out[name] = {"seeds": [c["seed"] for c in rows], "stages": {}}
+        for stage in stages:
+            recs = [(c["seed"], c["stages"][stage]) for c in rows if stage in c["stages"]]
+            if not recs:
+                continue
+            cell: dict[str, Any] = {k: _mean_std([r[k] for _, r in recs]) for k in (*METRICS, "seconds")}
+            cell["score_std_min"] = min(r["score_std"] for _, r in recs)
+            fracs = [r["kernel_fraction"] for _, r in recs if r.get("kernel_fraction") is not None]
+            cell["kernel_fraction_min"] = min(fracs) if fracs else None
+            cell["collapsed_seeds"] = [s for s, r in recs if r["collapsed"]]
+            cell["collapsed"] = bool(cell["collapsed_seeds"])
+            cell["reasons"] = [f"seed {s}: {why}" for s, r in recs for why in r["collapse_reasons"]]
+            out[name]["stages"][stage] = cell
+    return out
+
+
+def _chain(vsum: dict[str, Any], chain: tuple[str, ...], metric: str) -> tuple[bool | None, str, list[str]]:
+    """Is mean(metric) non-increasing along `chain`? Stages absent from the summary are left out."""
+    present = [s for s in chain if s in vsum["stages"]]
+    missing = [s for s in chain if s not in vsum["stages"]]
+    values = [vsum["stages"][s][metric]["mean"] for s in present]
+    ok = all(a >= b for a, b in zip(values, values[1:])) if len(values) > 1 else None
+    text = " ≥ ".join(f"{SHORT_NAMES[s]} {v:.2f}" for s, v in zip(present, values))
+    return ok, text, missing
+
+
+def check_targets(variant: Variant, vsum: dict[str, Any]) -> list[dict[str, Any]]:
+    """The issue's targets on one variant's summary: [{target, passed (True/False/None), detail}].
+
+    passed is None when the variant has fewer seeds than it asks for (incomplete) or a stage is missing.
+    """
+    complete = len(vsum["seeds"]) >= variant.seeds
+    incomplete = "" if complete else f" (incomplete: {len(vsum['seeds'])} of {variant.seeds} seeds)"
+    checks = []
+
+    def add(target: str, ok: bool | None, detail: str) -> None:
+        checks.append({"target": target, "passed": ok if complete else None, "detail": detail + incomplete})
+
+    collapsed = {s: c for s, c in vsum["stages"].items() if c["collapsed"]}
+    add("no stage collapsed", not collapsed,
+        "; ".join(f"{STAGE_LABELS[s]}: {'; '.join(c['reasons'])}" for s, c in collapsed.items()) or "none")
+    chains = [("auc_abnormal", ("gate", "tgs", "encoder", "sultani"))]
+    if variant.dataset == "xd-violence":
+        chains.append(("ap_abnormal", ("gate", "tgs", "encoder")))
+    if variant.default and variant.dataset == "ucf-crime":
+        chains.append(("auc", ("gate", "tgs", "encoder", "sultani")))
+    for metric, chain in chains:
+        ok, text, missing = _chain(vsum, chain, metric)
+        note = f" ({', '.join(STAGE_LABELS[s] for s in missing)} not run)" if missing else ""
+        names = " ≥ ".join(SHORT_NAMES[s] for s in chain)
+        add(f"{names} on {METRIC_LABELS[metric]}", ok, text + note)
+    if variant.default and variant.dataset == "ucf-crime" and "gate" in vsum["stages"]:
+        std, n = vsum["stages"]["gate"]["auc"]["std"], vsum["stages"]["gate"]["auc"]["n"]
+        add(f"gate AUC std ≤ {GATE_AUC_STD_MAX}", std <= GATE_AUC_STD_MAX if n > 1 else None,
+            f"{std:.2f}" if n > 1 else "needs 2 seeds or more")
+    return checks
+
+
+def _fmt(cell: dict[str, float]) -> str:
+    return f"{cell['mean']:.2f} ± {cell['std']:.2f}"
+
+
+def table_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The results table as data: one row per (variant, stage), the cells as the markdown shows them."""
+    rows = []
+    for name, vsum in summary.items():
+        for stage in TABLE_ORDER:
+            if stage not in vsum["stages"]:
+                continue
+            c = vsum["stages"][stage]
+            values = {METRIC_LABELS[k]: _fmt(c[k]) for k in METRICS}
+            if c["collapsed"]:
+                values = {k: f"({v})" for k, v in values.items()}
+            status = (f"collapsed on seed{'s' if len(c['collapsed_seeds']) > 1 else ''} "
+                      f"{', '.join(map(str, c['collapsed_seeds']))}") if c["collapsed"] else "ok"
+            rows.append({"variant": name, "stage": STAGE_LABELS[stage], "seeds": c["auc"]["n"], **values,
+                         "s / seed": f"{c['seconds']['mean']:.1f}", "status": status})
+    return rows
+
+
+def _md_table(rows: list[dict[str, Any]]) -> list[str]:
+    if not rows:
+        return ["(no finished cell)"]
+    keys = list(rows[0])
+    return (["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+            + ["| " + " | ".join(str(r[k]) for k in keys) + " |" for r in rows])
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """robustness.md: parameters, the variants, the results table, the targets, failures."""
+    p, env = result["parameters"], result["environment"]
+    lines = [
+        "# Robustness benchmark (issue 12)", "",
+        f"`python -m gsmoe_lib.robustness` — profile **{p['profile']}**, device {p['device']} "
+        f"({env.get('gpu') or env.get('cpu')}, {env.get('cpu_count')} CPUs), {p['jobs']} job(s) × "
+        f"{p['threads']} thread(s), torch {env.get('torch')}, {result['finished']}; "
+        f"{result['elapsed_s']:.0f} s for the cells run in this call ({result['cells_run']} run, "
+        f"{result['cells_cached']} cached).", "",
+        "## Variants", "",
+    ]
+    vrows = [{"variant": v["name"], "dataset": v["dataset"], "data seed": v["data_seed"],
+              "change": ", ".join([f"{k} × {f:g}" for k, f in v["scale"].items()]
+                                  + [f"{k} = {x}" for k, x in v["set"].items()]) or "none",
+              "seeds": len(result["summary"].get(v["name"], {}).get("seeds", [])),
+              "what": v["description"]} for v in result["variants"]]
+    lines += _md_table(vrows)
+    lines += ["", "## Results (percent, mean ± std over the training seeds)", "",
+              "A stage collapsed on any seed (test-score std < 1e-3, or pseudo-label kernels on fewer than "
+              f"{100 * p['min_kernel_fraction']:.0f}% of the abnormal training samples) shows its numbers in "
+              "parentheses: they are diagnostics, not results. Seconds per seed share the machine with the "
+              "other jobs.", ""]
+    lines += _md_table(table_rows(result["summary"]))
+    lines += ["", "## Targets (issue 12)", ""]
+    trows = [{"variant": name, "target": c["target"],
+              "result": {True: "met", False: "**missed**", None: "incomplete"}[c["passed"]], "figures": c["detail"]}
+             for name, checks in result["checks"].items() for c in checks]
+    lines += _md_table(trows)
+    reasons = [(name, STAGE_LABELS[s], why) for name, vsum in result["summary"].items()
+               for s, c in vsum["stages"].items() for why in c["reasons"]]
+    if reasons:
+        lines += ["", "## Collapse reasons", ""] + [f"- {n}, {s}: {why}" for n, s, why in reasons]
+    if result["failures"]:
+        lines += ["", "## Failed cells (rerun next time)", ""]
+        lines += [f"- {f['variant']} seed {f['seed']}: {f['error']}" for f in result["failures"]]
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------------------------------
+# Command line
+# ----------------------------------------------------------------------------------------------------
+
+def default_out(device: str) -> Path:
+    """benchmarks/results-<machine>: results-cpu, or the GPU's model (results-h100, ...)."""
+    from gsmoe_lib.pipeline import PROJECT_ROOT
+
+    tag = "cpu"
+    if device.startswith("cuda"):
+        import torch
+
+        name = torch.cuda.get_device_name(0) if torch.cuda.is_available() else ""
+        m = re.search(r"\b([A-Z]+\d{2,4})\b", name)
+        tag = m.group(1).lower() if m else "cuda"
+    return PROJECT_ROOT / "benchmarks" / f"results-{tag}"
+
+
+def _variants_from(arg: str | None) -> list[Variant]:
+    names = [n for n in (arg or "").split(",") if n] or list(VARIANTS)
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
+    return [VARIANTS[n] for n in names]
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    variants = _variants_from(args.variants)
+    if args.seeds is not None and args.seeds < 1:
+        raise SystemExit(f"--seeds must be at least 1 (got {args.seeds})")
+    if args.seeds is not None:
+        variants = [replace(v, seeds=args.seeds) for v in variants]
+    jobs = max(1, args.jobs)
+    threads = args.threads or max(1, (os.cpu_count() or 1) // jobs)
+    work = Path(args.work).resolve()
+    overrides = runs.read_json(args.config) if args.config else None
+    stages = pipeline_stages(args.references)
+    keys = {v.name: cell_key(v, args.profile, args.device, overrides, stages, work) for v in variants}
+
+    cached: list[dict[str, Any]] = []
+    todo: dict[str, list[dict[str, Any]]] = {}
+    for v in variants:
+        for seed in range(v.seeds):
+            run_dir, record = cell_paths(work, v.name, keys[v.name], seed)
+            if args.rerun:
+                record.unlink(missing_ok=True)
+                shutil.rmtree(run_dir, ignore_errors=True)
+            if record.is_file():
+                cached.append(runs.read_json(record))
+                continue
+            todo.setdefault(v.name, []).append({
+                "variant": asdict(v), "seed": seed, "work": str(work), "profile": args.profile,
+                "device": args.device, "overrides": overrides, "stages": stages, "key": keys[v.name],
+                "threads": threads, "min_kernel_fraction": args.min_kernel_fraction})
+    if args.list:
+        for v in variants:
+            n_todo = len(todo.get(v.name, []))
+            print(f"{v.name:20s} {v.dataset:11s} data seed {v.data_seed}  {v.seeds} seeds, {v.seeds - n_todo} "
+                  f"cached  key {keys[v.name]}  {v.description}")
+        return {}
+    synth = {v.name: {"variant": asdict(v), "work": str(work), "profile": args.profile, "threads": threads}
+             for v in variants}
+
+    from tqdm.auto import tqdm
+
+    fresh: list[dict[str, Any]] = []
+    failures: list[dict[str, Any]] = []
+    n_todo = sum(len(t) for t in todo.values())
+    start = time.perf_counter()
+    with tqdm(total=n_todo, desc="robustness cells", unit="cell", disable=args.quiet or not n_todo) as bar:
+        def on_done(rec: dict[str, Any]) -> None:
+            (failures if rec.get("error") else fresh).append(rec)
+            bar.set_postfix_str(f"{rec['variant']} seed {rec['seed']}" + (" FAILED" if rec.get("error") else ""))
+            bar.update(1)
+
+        execute(variants, todo, synth, jobs, threads, on_done)
+    elapsed = time.perf_counter() - start
+
+    cells = sorted(cached + fresh, key=lambda c: ([v.name for v in variants].index(c["variant"]), c["seed"]))
+    summary = summarise(cells, stages)
+    checks = {v.name: check_targets(v, summary[v.name]) for v in variants if v.name in summary}
+    result = {
+        "parameters": {"profile": args.profile, "device": args.device, "jobs": jobs, "threads": threads,
+                       "work": str(work), "overrides": overrides, "stages": list(stages),
+                       "min_kernel_fraction": args.min_kernel_fraction, "keys": keys,
+                       "seeds": {v.name: list(range(v.seeds)) for v in variants}},
+        "environment": runs.environment_record(None, args.device),
+        "finished": time.strftime("%Y-%m-%d %H:%M"),
+        "elapsed_s": elapsed, "cells_run": len(fresh), "cells_cached": len(cached),
+        "variants": [{**asdict(v), "synth_config": asdict(v.synth_config(DATA_PROFILE[args.profile]))}
+                     for v in variants],
+        "cells": cells, "summary": summary, "checks": checks,
+        "failures": [{k: f.get(k) for k in ("variant", "seed", "error", "traceback")} for f in failures],
+    }
+    out = Path(args.out) if args.out else default_out(args.device)
+    runs.write_json(out / "robustness.json", result)
+    runs.write_text(out / "robustness.md", markdown(result))
+    if not args.quiet:
+        print(markdown(result))
+        print(f"written: {out / 'robustness.json'}, {out / 'robustness.md'}")
+    return result
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m gsmoe_lib.robustness", description=__doc__.split("\n")[0])
+    parser.add_argument("--variants", default=None, help="comma-separated subset of " + ",".join(VARIANTS))
+    parser.add_argument("--seeds", type=int, default=None,
+                        help="training seeds 0..N-1 for every variant (default: 5 for ucf and xd, 3 for the others)")
+    parser.add_argument("--profile", choices=tuple(DATA_PROFILE), default="quick")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--jobs", type=int, default=1, help="cells trained at once, each in its own process")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads per job (0: CPU count // jobs)")
+    parser.add_argument("--references", default=None,
+                        help="reference stages to train too (default: all the pipeline has, i.e. sultani; '' for none)")
+    parser.add_argument("--config", default=None, help="JSON file of nested PipelineConfig overrides (as gsmoe train)")
+    parser.add_argument("--work", default="runs/robustness", help="cached data, run folders and cell records")
+    parser.add_argument("--out", default=None,
+                        help="folder for robustness.json / .md (default: benchmarks/results-<machine>)")
+    parser.add_argument("--min-kernel-fraction", type=float, default=MIN_KERNEL_FRACTION,
+                        help="a stage whose pseudo-labels have a kernel on fewer abnormal samples is collapsed")
+    parser.add_argument("--rerun", action="store_true", help="delete the requested cells' records and runs first")
+    parser.add_argument("--list", action="store_true", help="print the variants and what is cached, run nothing")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar, no table on stdout")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    result = run(build_parser().parse_args(argv))
+    return 1 if result and result["failures"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
