@@ -12,12 +12,13 @@ outputs are computed but meaningless, and the caller ignores them.
 The batched experts (`experts.py`) keep their own stacked weights but share `multi_head_attention` below.
 
 Memory for long videos (`MemoryLimits`, changed with the `memory_limits(...)` context manager): every attention
-call of the project (these blocks, the experts, UR-DMU's global branch) goes through `attention`, which splits
-the queries into chunks when one call would cover more than `attention_scores` (sequence, head, query, key)
-scores. Each query's softmax runs over all keys, so a chunk gives exactly the rows one call would (up to the
-order of float operations inside the kernel). Scoring passes the crops of a long video through a model a few
-at a time (`mean_over_crops_in_passes`, used by `URDMU` and `GSMoEModel`). Together they bound what one video
-holds at once by O(T x model width) instead of O(crops x heads x T^2), whatever the attention backend.
+call of the project (these blocks, the experts, UR-DMU's global branch) goes through `attention`. A call over
+`attention_scores` (sequence, head, query, key) scores runs in a fused SDPA kernel, which holds tiles of the
+scores only, or, where none applies, with its queries in chunks. Each query's softmax runs over all keys, so
+a chunk gives exactly the rows one call would (up to the order of float operations inside the kernel).
+Scoring passes the crops of a long video through a model a few at a time (`mean_over_crops_in_passes`, used
+by `URDMU` and `GSMoEModel`). Together they bound what one video holds at once by O(T x model width) instead
+of O(crops x heads x T^2), whatever the attention backend.
 
 Dimension letters: N sequences (B videos, or B·E video-expert pairs), T / Tq / Tk snippets, D model width,
 H heads, dh head width.
@@ -26,12 +27,14 @@ H heads, dh head width.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from gsmoe_lib.models.dropout import Dropout, dropout, fast_mask_applies
 
@@ -57,23 +60,28 @@ def check_padding_mask(key_padding_mask: torch.Tensor | None, batch: int, length
 class MemoryLimits:
     """How much one forward pass may hold at once when a video is long (module docstring).
 
-    attention_scores: the most (sequence x head x query x key) scores one attention call covers; beyond it the
-        queries go in chunks. 2^26 scores are 256 MB in fp32 where a backend materialises them (the explicit
-        path with attention dropout on the CPU, PyTorch's math fallback, e.g. on MPS); SDPA's flash and
-        memory-efficient kernels hold only tiles, and chunking changes nothing for them (measured on the CPU:
-        benchmarks/README.md). With the defaults, chunking starts at T = 1,136 for the 13 experts' 52 heads
-        on one crop and at T = 4,096 for UR-DMU's 4 heads on one crop.
+    attention_scores: the most (sequence x head x query x key) scores one attention call may cover in one
+        piece. A larger call goes through one of SDPA's fused kernels, which hold only tiles of the scores
+        (flash on the CPU; flash, memory-efficient or cuDNN on CUDA; PyTorch's math kernel is excluded), or,
+        where none applies (attention dropout on the CPU, other devices) or `fused_attention` is False, in
+        query chunks of at most this many scores. 2^26 scores are 256 MB in fp32. Measured on the CPU: the
+        13 experts' call at T = 6,749 holds its 64 MB output and nothing more through the fused kernel, and
+        takes 5.7 s against 6.7 s in chunks of 2^26 scores (benchmarks/README.md).
+    fused_attention: let calls over `attention_scores` use SDPA's fused kernels (False: always query chunks;
+        the tests use it to exercise the chunks on the CPU).
     pass_snippets: the most crops x snippets one scoring pass sends through a model (`URDMU` in evaluation,
         `GSMoEModel`): a longer video goes through max(1, pass_snippets // T) crops at a time, and the crops'
         outputs are averaged as in one pass. A single crop is never split in time (attention spans the whole
-        video). 2,048 keeps the per-snippet activations of one pass under about 0.5 GB (the experts' [13, 2048,
-        576] q/k/v are 61 MB) and was the fastest on the 2-core CPU (benchmarks/README.md).
+        video). At 1,024 the largest per-snippet activation of a pass, the experts' q, k, v [13, 1024, 576], is
+        31 MB; GS-MoE scored 10 crops of 300 and 1,000 snippets 10-25 % faster than in one pass on the 2-core
+        CPU, UR-DMU within a few percent (benchmarks/README.md).
     local_dense_max_t: UR-DMU's fixed local kernel is a dense [T, T] product up to this T and a banded product
         beyond (`models.urdmu.local_mix`); 256 = 4 x its band of 64 snippets.
     """
 
     attention_scores: int = 2**26
-    pass_snippets: int = 2048
+    fused_attention: bool = True
+    pass_snippets: int = 1024
     local_dense_max_t: int = 256
 
     def __post_init__(self) -> None:
@@ -119,19 +127,34 @@ def _attention_block(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mas
     return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p)
 
 
+# SDPA kernels that never hold the whole [Tq, Tk] score matrix (the math kernel does).
+_FUSED_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.CUDNN_ATTENTION]
+
+
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None = None,
               dropout_p: float = 0.0) -> torch.Tensor:
-    """softmax(q k^T / sqrt(dh)) v with the queries in chunks of bounded size (`MemoryLimits.attention_scores`).
+    """softmax(q k^T / sqrt(dh)) v that never holds more than `MemoryLimits.attention_scores` scores at once.
 
     q [N, H, Tq, dh], k [N, H, Tk, dh], v [N, H, Tk, dv]; attn_mask bool, True where attention is allowed,
-    broadcastable to [N, H, Tq, Tk] (its query axis of 1 or Tq) -> [N, H, Tq, dv]. The result is laid out as
-    [N, Tq, H, dv] in memory (what SDPA's CPU kernel returns), so that merging the heads back is a view.
+    broadcastable to [N, H, Tq, Tk] (its query axis of 1 or Tq) -> [N, H, Tq, dv]. A call over the limit goes
+    through a fused SDPA kernel when one applies, else in query chunks (`MemoryLimits`); chunked results are
+    laid out as [N, Tq, H, dv] in memory (as SDPA's CPU kernel returns them), so merging the heads is a view.
     """
+    limits = current_limits()
     n, h, tq, _ = q.shape
     tk = k.shape[-2]
-    rows = max(1, current_limits().attention_scores // max(1, n * h * tk))  # queries per chunk
-    if rows >= tq:
+    if n * h * tq * tk <= limits.attention_scores:
         return _attention_block(q, k, v, attn_mask, dropout_p)
+    if limits.fused_attention and not (dropout_p > 0.0 and fast_mask_applies(q, dropout_p)):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # PyTorch says why each fused kernel does not apply, if none does
+                with sdpa_kernel(_FUSED_BACKENDS):
+                    return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p)
+        except RuntimeError as err:  # no fused kernel for these inputs: query chunks below
+            if "No available kernel" not in str(err):
+                raise
+    rows = max(1, limits.attention_scores // max(1, n * h * tk))  # queries per chunk
     chunks = []
     for start in range(0, tq, rows):
         mask = attn_mask

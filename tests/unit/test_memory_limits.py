@@ -16,8 +16,9 @@ from gsmoe_lib.models.gsmoe import GSMoEModel
 from gsmoe_lib.models.urdmu import URDMU
 
 DENSE = dict(attention_scores=2**40, pass_snippets=2**40, local_dense_max_t=2**20)  # one pass, no chunk
-# attention: chunks of a few queries; passes: 2 crops of T <= 24 per pass, 1 crop beyond; local: banded > 16
-SMALL = dict(attention_scores=4 * 2 * 24, pass_snippets=48, local_dense_max_t=16)
+# attention: chunks of a few queries (not the fused kernel); passes: 2 crops of T <= 24 per pass, 1 crop
+# beyond; local kernel: banded beyond 16 snippets
+SMALL = dict(attention_scores=4 * 2 * 24, fused_attention=False, pass_snippets=48, local_dense_max_t=16)
 LENGTHS = (1, 5, 16, 17, 24, 25, 70, 150)  # both sides of every threshold, and beyond UR-DMU's band of 64
 CROPS = 3
 
@@ -96,7 +97,7 @@ def test_query_chunks_equal_one_softmax_with_a_per_query_mask():
     mask = torch.rand(2, 1, 37, 37, generator=g) > 0.3
     mask[..., 0] = True  # every query sees at least one key
     reference = (q @ k.transpose(-1, -2) / 2.0).masked_fill(~mask, float("-inf")).softmax(-1) @ v
-    with memory_limits(attention_scores=2 * 3 * 37 * 5):  # 5 queries per chunk
+    with memory_limits(attention_scores=2 * 3 * 37 * 5, fused_attention=False):  # 5 queries per chunk
         got = attention(q, k, v, mask)
     torch.testing.assert_close(got, reference, rtol=0, atol=1e-12)
     # the layout the heads merge from: [N, Tq, H, dh] in memory
@@ -109,13 +110,41 @@ def test_multi_head_attention_with_padding_in_chunks():
     pad = torch.zeros(3, 29, dtype=torch.bool)
     pad[1, 20:] = True
     dense = multi_head_attention(q, k, v, 2, pad)
-    with memory_limits(attention_scores=50):  # one query per chunk
+    with memory_limits(attention_scores=50, fused_attention=False):  # one query per chunk
         chunked = multi_head_attention(q, k, v, 2, pad)
     torch.testing.assert_close(chunked, dense, rtol=0, atol=1e-6)
+    with memory_limits(attention_scores=50):  # over the limit: one call of a fused kernel (CPU flash)
+        fused = multi_head_attention(q, k, v, 2, pad)
+    torch.testing.assert_close(fused, dense, rtol=0, atol=1e-6)
     sdpa = F.scaled_dot_product_attention(
         q.view(3, 29, 2, 4).transpose(1, 2), k.view(3, 29, 2, 4).transpose(1, 2), v.view(3, 29, 2, 4).transpose(1, 2),
         attn_mask=(~pad)[:, None, None, :]).transpose(1, 2).reshape(3, 29, 8)
     torch.testing.assert_close(chunked, sdpa, rtol=0, atol=1e-6)
+
+
+def test_over_the_limit_a_call_never_reaches_the_math_kernel(monkeypatch):
+    """Over the limit SDPA may only pick a fused kernel; where none applies (dropout on the CPU), query chunks."""
+    seen = []
+    sdpa, block = F.scaled_dot_product_attention, blocks._attention_block
+
+    def spy_sdpa(q, *args, **kwargs):
+        seen.append(("sdpa", q.shape[-2], torch.backends.cuda.math_sdp_enabled()))
+        return sdpa(q, *args, **kwargs)
+
+    def spy_block(q, *args):
+        seen.append(("chunk", q.shape[-2]))
+        return block(q, *args)
+
+    monkeypatch.setattr(blocks.F, "scaled_dot_product_attention", spy_sdpa)
+    monkeypatch.setattr(blocks, "_attention_block", spy_block)
+    q, k, v = (torch.randn(2, 2, 40, 4) for _ in range(3))
+    with memory_limits(attention_scores=2 * 2 * 40 * 10):
+        attention(q, k, v)
+        assert seen == [("sdpa", 40, False)]  # one call, with the math kernel switched off
+        assert torch.backends.cuda.math_sdp_enabled()  # and back on afterwards
+        seen.clear()
+        out = attention(q, k, v, dropout_p=0.5)  # the explicit dropout path of the CPU: 4 chunks of 10 queries
+    assert out.shape == (2, 2, 40, 4) and seen == [("chunk", 10)] * 4
 
 
 def test_limits_come_back_after_the_block_and_bad_limits_are_errors():
