@@ -144,7 +144,9 @@ class GSMoE:
             raise ValueError(f"{gate_dir}: gate expects {g_ck['n_experts']} experts, {experts_dir} has "
                              f"{experts.n_experts}")
         gate = Gate(int(g_ck["n_experts"]), int(g_ck["feature_dim"]), d_model=int(g_ck["d_model"]),
-                    use_features=bool(g_ck["use_features"]), dropout=float(g_ck["dropout"]))
+                    use_features=bool(g_ck["use_features"]), dropout=float(g_ck["dropout"]),
+                    # checkpoints written before the gate read logits carry no "expert_input": they read probabilities
+                    expert_input=str(g_ck.get("expert_input", "probs")))
         gate.load_state_dict(g_ck["state_dict"])
         return cls(GSMoEModel(encoder, experts, gate, crops=crops), list(ex_ck["names"]), root, device)
 

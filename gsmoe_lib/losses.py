@@ -23,7 +23,8 @@ float32 with autocast switched off locally, so the loss is the same under bf16 a
 the parts come back as detached tensors and the training loop decides when to synchronise.
 
 `smoothness` and `sparsity` are Sultani et al.'s (2018) regularisers, averaged over the abnormal videos of
-the batch; their weights are the caller's (RTFM uses 8e-4 and 8e-3).
+the batch; their weights are the caller's: Sultani et al. use λ1 = λ2 = 8e-5 (the TGS stages' default, as the
+paper cites them); RTFM's 8e-4 / 8e-3 belong to RTFM, whose sparsity is a norm, not a sum.
 """
 
 from __future__ import annotations

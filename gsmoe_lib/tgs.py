@@ -69,7 +69,8 @@ from gsmoe_lib import losses
 
 SIGMA_MODES = ("temporal", "score", "width")
 NORMALIZE_MODES = ("max", "clamp")
-SOURCES = ("self", "encoder")
+SOURCES = ("encoder", "teacher-refresh", "refresh", "self")
+SCALES = ("video", "absolute")
 
 # Probabilities are clamped to [EPS, 1 - EPS] before the BCE so log(0) never appears.
 EPS = 1e-6
@@ -94,7 +95,16 @@ class TGSConfig:
     threshold_scale: float = 1.0  # Eq. 3: G=1 where s[t] >= s[P] - max(threshold_scale * std(s[W]), floor)
     threshold_floor: float = 0.1  # Eq. 3: the margin below s[P] is at least this (score units); 0 = literal
     normalize: str = "max"  # Eq. 5: "max" (divide by the max) | "clamp" (clip to [0, 1])
-    source: str = "encoder"  # whose scores make the pseudo-labels: a frozen "encoder" (once) | "self" (each step)
+    # Peak detection on each curve rescaled to [0, 1] by its own min and max ("video"), so that prominence,
+    # min_height and threshold_floor are fractions of the video's score range; "absolute" uses raw scores.
+    scale: str = "video"
+    min_range: float = 1e-6  # scale="video": a curve whose max - min is below this is flat (no kernel)
+    # Whose scores make the pseudo-labels (the trainer reads this; see gsmoe_lib/train.py):
+    # "encoder": a frozen teacher's scores, computed once (default, measured best on UCF and XD);
+    # "refresh": the trained stage's own eval-mode scores, recomputed once per epoch after the warm-up;
+    # "teacher-refresh": the teacher's first, then the stage's own, refreshed once per epoch of training on them;
+    # "self": the stage's own scores at every step.
+    source: str = "encoder"
 
     def __post_init__(self) -> None:
         if self.sigma_mode not in SIGMA_MODES:
@@ -103,6 +113,10 @@ class TGSConfig:
             raise ValueError(f"TGSConfig.normalize={self.normalize!r}: expected one of {NORMALIZE_MODES}")
         if self.source not in SOURCES:
             raise ValueError(f"TGSConfig.source={self.source!r}: expected one of {SOURCES}")
+        if self.scale not in SCALES:
+            raise ValueError(f"TGSConfig.scale={self.scale!r}: expected one of {SCALES}")
+        if self.min_range < 0:
+            raise ValueError(f"TGSConfig.min_range={self.min_range}: must be >= 0")
         if self.min_distance < 1:
             raise ValueError(f"TGSConfig.min_distance={self.min_distance}: must be >= 1 snippet")
         if not 0.0 < self.rel_height <= 1.0:
@@ -158,11 +172,38 @@ class Peaks:
 # ---------------------------------------------------------------------------------------------------
 
 
+def detection_curve(scores: np.ndarray, cfg: TGSConfig) -> tuple[np.ndarray, float, float]:
+    """The curve TGS works on, and how to map it back: (x [T], lo, span) with scores = lo + span · x.
+
+    scale="video" (default): x = (s - min s) / (max s - min s), so every threshold of TGSConfig is a fraction of
+    this video's score range; Eq. 5 rescales the rendered kernels to 1 anyway, so the absolute level of a
+    teacher's scores (0.19 on an XD quick run, 0.002 on tiny, lower under bf16) no longer decides whether a video
+    gets a kernel at all. A curve with max - min < `min_range` is flat and gets none. scale="absolute": x = s.
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    if cfg.scale == "absolute" or s.size == 0:
+        return s, 0.0, 1.0
+    lo, span = float(s.min()), float(s.max() - s.min())
+    if span < cfg.min_range or span <= 0.0:
+        return np.zeros_like(s), lo, 0.0
+    return (s - lo) / span, lo, span
+
+
 def detect_peaks(scores: np.ndarray, cfg: TGSConfig) -> Peaks:
-    """Peaks P_i and width bounds W_i of one score curve [T] (no kernel for a flat curve)."""
+    """Peaks P_i and width bounds W_i of one score curve [T] (no kernel for a flat curve).
+
+    Detection runs on `detection_curve(scores, cfg)`; `heights` are reported in the units of `scores`.
+    """
     s = np.asarray(scores, dtype=np.float64)
     if s.ndim != 1:
         raise ValueError(f"detect_peaks expects one curve [T], got shape {s.shape}")
+    peaks = _detect(detection_curve(s, cfg)[0], cfg)
+    peaks.heights = s[peaks.positions]
+    return peaks
+
+
+def _detect(s: np.ndarray, cfg: TGSConfig) -> Peaks:
+    """detect_peaks on the detection curve itself (heights in its units)."""
     if s.size < 1:
         return _empty_peaks()
     # Padding with the minimum lets an edge snippet be a peak without creating one on a flat curve.
@@ -285,19 +326,21 @@ def explain(scores: np.ndarray, cfg: TGSConfig) -> dict[str, Any]:
     """Every intermediate of TGS on one curve [T], for figures and the tuner widget.
 
     Keys: scores [T], peaks (Peaks), widths [K], sigmas [K], thresholds [K] (Eq. 3, score units),
-    G [K, T], f [K, T], y [T] (ŷ).
+    G [K, T], f [K, T], y [T] (ŷ). Peaks and kernels are found on `detection_curve(scores, cfg)`.
     """
     s = np.asarray(scores, dtype=np.float64)
     _check_finite(s, "the curve")
-    peaks = detect_peaks(s, cfg)
-    k = _one_video(s, peaks, cfg)
+    x, lo, span = detection_curve(s, cfg)
+    peaks = _detect(x, cfg)
+    k = _one_video(x, peaks, cfg)
     f = splat(k.G, peaks, k.sigmas, s.size)
+    peaks.heights = s[peaks.positions]  # back to score units for plots
     return {
         "scores": s,
         "peaks": peaks,
         "widths": peaks.widths,
         "sigmas": k.sigmas,
-        "thresholds": k.thresholds,
+        "thresholds": lo + span * k.thresholds,  # score units
         "G": k.G,
         "f": f,
         "y": render(f, cfg),
@@ -343,10 +386,12 @@ def pseudo_labels(
 
     # Detection, one video at a time on the host (scipy is 1-D).
     found: list[Peaks] = []
+    x = x.copy()
     for i in range(B):
         s = x[i, : lens[i]]
         _check_finite(s, f"video {names[i]!r}" if names is not None else f"video {i} of the batch")
-        found.append(detect_peaks(s, cfg))
+        x[i, : lens[i]] = detection_curve(s, cfg)[0]  # kernels below are computed on the same curve
+        found.append(_detect(x[i, : lens[i]], cfg))
     peaks = Peaks(*(np.concatenate([getattr(p, k.name) for p in found]) for k in fields(Peaks)))
     video = np.repeat(np.arange(B), [len(p) for p in found])  # [K] which video each peak belongs to
 
@@ -376,9 +421,9 @@ def tgs_loss(
     pseudo: torch.Tensor,
     k: int,
     bce_weight: float = 1.0,
-    smooth_weight: float = 8e-4,
-    sparse_weight: float = 8e-3,
-    topk_only: bool = False,
+    smooth_weight: float = 8e-5,
+    sparse_weight: float = 8e-5,
+    topk_only: bool | torch.Tensor = False,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """L_TGS (Eq. 6) on a batch of probabilities `scores` [B, T] with video labels [B] (0 normal, 1 abnormal).
 
@@ -386,7 +431,10 @@ def tgs_loss(
          + bce_weight    · BCE(s, ŷ) over the snippets of abnormal videos (ŷ = `pseudo`, [B, T])
          + smooth_weight · mean over abnormal videos of Σ_t (s[t+1] - s[t])²
          + sparse_weight · mean over abnormal videos of Σ_t s[t]
-    `topk_only=True` (the first epoch) keeps only L_topk-norm: abnormal videos and `pseudo` are ignored.
+    `topk_only=True` (the first epoch) keeps only L_topk-norm: abnormal videos and `pseudo` are ignored;
+    a bool tensor [B] does so per sample (an expert whose own first epoch is not over yet: its abnormal
+    samples are ignored while the other experts' are trained). Default weights are Sultani et al.'s
+    λ1 = λ2 = 8e-5 on per-video sums (the paper cites them for smoothness and sparsity).
     `pseudo` is detached here, so no gradient ever reaches it. Probabilities are clamped to
     [EPS, 1 - EPS] inside the BCE terms. Returns (loss, parts) with the detached parts
     "topk_norm", "bce", "smooth", "sparse" (unweighted) and "total".
@@ -398,14 +446,19 @@ def tgs_loss(
         )
     pseudo = pseudo.detach()
     topk_norm = losses.topk_normal_loss(scores, labels, k)  # 0 when the batch has no normal video
-    if topk_only:
+    if isinstance(topk_only, bool) and topk_only:
         bce = smooth = sparse = scores.sum() * 0.0  # keeps the graph alive
     else:
-        abnormal = (labels == 1).to(scores.dtype)  # [B]
+        trained = labels == 1  # [B] abnormal samples whose pseudo-labels are used
+        if isinstance(topk_only, torch.Tensor):
+            if topk_only.shape != labels.shape:
+                raise ValueError(f"tgs_loss: topk_only mask {tuple(topk_only.shape)} must match labels {tuple(labels.shape)}")
+            trained = trained & ~topk_only.to(trained.device, torch.bool)
+        abnormal = trained.to(scores.dtype)  # [B]
         per_snippet = losses.bce(scores.clamp(EPS, 1.0 - EPS), pseudo, reduction="none")  # [B, T]
         bce = (per_snippet.mean(-1) * abnormal).sum() / abnormal.sum().clamp(min=1.0)
-        smooth = losses.smoothness(scores, labels)
-        sparse = losses.sparsity(scores, labels)
+        smooth = losses.smoothness(scores, trained.to(labels.dtype))
+        sparse = losses.sparsity(scores, trained.to(labels.dtype))
 
     loss = topk_norm + bce_weight * bce + smooth_weight * smooth + sparse_weight * sparse
     parts = {

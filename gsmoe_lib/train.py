@@ -11,33 +11,28 @@ upstream stage's config) is loaded instead of trained again; an interrupted stag
 RUN/<stage>/checkpoint.partial.pt, with the optimiser, the batch sampler and the RNG restored, so the
 resumed run gives the same numbers as an uninterrupted one.
 
-Decisions where the paper is silent (all are config fields):
+Decisions where the paper is silent (all are config fields; measurements in README.md, "Results"):
 - Iterations, learning rates and weight decays of the TGS, expert and gate stages are not published. The
   `paper` profile uses the UR-DMU schedule for the encoder (3000 iterations, Adam 1e-4 / 5e-5) and AdamW
-  (the paper's optimiser) at 1e-4 for the others; the `quick` and `tiny` profiles shrink batches,
-  segments and iterations so that the whole pipeline fits a 2-core CPU.
-- "The first epoch" with L_topk-norm only is counted in iterations: one epoch = the iterations needed to
-  draw every abnormal training sample once (`warmup_iterations=None`), at most `warmup_max_fraction` (2/3)
-  of the stage. At paper scale the epoch is 127 of 1000 iterations on UCF-Crime (8,100 abnormal crop
-  samples / 64), about 1/8, and the cap never applies. It exists for shrunk schedules: on the XD quick run
-  (750 abnormal samples, batches of 16 and 8) the epoch was 47 of TGS's 50 iterations and 94 of the
-  experts' 60, so the experts never saw a pseudo-label and every stage after the encoder scored all
-  snippets alike. Measured on the UCF quick profile (3 seeds), a long first epoch helps there: the paper's
-  1/8 share (`warmup_iterations` 6 / 8 / 10) gives gate AUC 75.2 ± 2.2 against 80.2 ± 0.8 for one epoch
-  (38 of the experts' 60 iterations), so the cap sits above UCF quick's epochs, which it leaves unchanged.
-  XD quick, seed 0, AP of TGS / experts / gate: 55.3 / 55.2 / 44.6 uncapped, 65.8 / 44.3 / 48.3 with the
-  cap, 63.2 / 66.7 / 67.0 with the 1/8 share. With the cap TGS recovers, but the experts' and the gate's
-  scores stay nearly constant (std over the test set 1.9e-4 and 1.5e-8): the TGS encoder's training-set
-  scores peak at 0.19, below `TGSConfig.min_height` 0.2, so their pseudo-labels are all 0
-  (`check_pseudo_labels` warns). These quick stages are too short for XD's data; raise their iterations
-  there (the warnings say so).
-- Pseudo-labels (`TGSConfig.source`). Default "encoder": computed once, before the stage, from a frozen
-  encoder's eval-mode scores: the MIL encoder's for TGS fine-tuning, the TGS encoder's for the experts and
-  the gate. "self" recomputes them every step from the trained module's own current scores. Measured on
-  the quick profile: with "self", the first epoch of L_topk-norm alone drives every score to ~0, TGS then
-  finds no peak, ŷ = 0, and BCE + sparsity keep the scores there (AP 0.56 -> 0.22); the frozen teacher
-  anchors the targets (AP 0.55). An expert starts from random weights, so its own scores carry nothing
-  to splat either.
+  (the paper's optimiser) at 1e-4 for the others; `quick` and `tiny` shrink batches, segments and
+  iterations so the whole pipeline fits a 2-core CPU. The experts and the gate read the frozen encoder's
+  task-aware features, cached once per run, so their steps are cheap and they are trained to a flat loss.
+- Smoothness and sparsity: Sultani et al. 2018's (the paper cites them), sums over each abnormal video,
+  λ1 = λ2 = 8e-5 (`smooth_weight`, `sparse_weight`; RTFM's 8e-4 / 8e-3 are selectable, not the default).
+- "The first epoch" with L_topk-norm only is counted in iterations on each stage's OWN abnormal pool
+  (`warmup_pool="stage"`): for expert e, one pass over its class's samples; for TGS and the gate, over all
+  abnormal samples. Capped at `warmup_max_fraction` (2/3) of a stage, with a warning.
+- Pseudo-labels (`TGSConfig.source`): "refresh" (default) splats the stage's own eval-mode scores of its
+  training pool at the end of its first epoch and once per epoch after that (the paper: "the Gaussian
+  kernels are extracted from the abnormal scores produced by the model"); each expert therefore refines what
+  it itself finds in its class. "encoder" splats a frozen teacher's scores once (the MIL encoder's for TGS,
+  the TGS encoder's for experts and gate); "self" splats each training step's own scores. TGS finds peaks
+  on each curve rescaled to its own range (`TGSConfig.scale="video"`), so a low-scoring teacher still gives
+  every abnormal video a kernel.
+- The gate reads the experts' logits (`GateConfig.expert_input`), as the paper says.
+- Extensions beyond the paper, off by default: `ExpertsConfig.other_class_negatives` (other classes'
+  abnormal samples as an expert's negatives), `GateConfig.feature_dropout` (the gate trained with its
+  feature stream dropped at random). README's decision table gives their measured effect.
 - Experts train all at once: each step draws, for every expert, its own batch (normal videos + abnormal
   videos of its class or cluster), and the stacked experts run each expert on its own batch.
 """
@@ -69,6 +64,8 @@ from gsmoe_lib.sultani import SultaniConfig, train_sultani
 from gsmoe_lib.tgs import TGSConfig, pseudo_labels, tgs_loss
 
 STAGES = ("encoder", "tgs", "experts", "gate")
+# Each stage draws its batches from its own generator, seeded with the run seed plus its offset.
+SEED_OFFSETS = {"encoder": 0, "tgs": 1, "experts": 2, "gate": 3}
 # Reference detectors beside GS-MoE's stages, trained when named in `stages` (gsmoe_lib/sultani.py).
 REFERENCE_STAGES = ("sultani",)
 
@@ -105,19 +102,21 @@ class TGSTrainingConfig:
     """What every stage trained with L_TGS (TGS fine-tuning, experts, gate) shares."""
 
     iterations: int = 1000
-    warmup_iterations: int | None = None  # L_topk-norm only; None = one epoch of abnormal samples
-    warmup_max_fraction: float = 2 / 3  # the epoch of `warmup_iterations=None` is capped at this share of a stage
+    # "The first epoch" (L_topk-norm only): None = one pass over the stage's OWN abnormal pool (each expert's
+    # class for the experts), at most `warmup_max_fraction` of the stage; an int fixes it for every pool.
+    warmup_iterations: int | None = None
+    warmup_max_fraction: float = 2 / 3
+    warmup_pool: str = "stage"  # "stage": each stage's (expert's) own pool | "all": every abnormal sample (old)
     batch_normal: int = 64
     batch_abnormal: int = 64
     lr: float = 1e-4  # AdamW (the paper's optimiser)
     weight_decay: float = 1e-4
-    smooth_weight: float = 8e-4  # Sultani et al. / RTFM weights
-    sparse_weight: float = 8e-3
-    # Pseudo-labels from a frozen encoder's scores, computed once ("encoder"). With "self" (the scores of
-    # the model being trained) the quick profile collapses: L_topk-norm alone drives every score to ~0
-    # within a few AdamW steps, no peak then reaches `min_height`, ŷ = 0 and BCE(s, 0) + sparsity keep it
-    # there (test AP 0.56 -> 0.22). See finetune_tgs.
+    smooth_weight: float = 8e-5  # Sultani et al. 2018's λ1, on per-video sums (RTFM's 8e-4 / 8e-3 selectable)
+    sparse_weight: float = 8e-5  # Sultani et al. 2018's λ2
+    # Pseudo-labels (tgs.source): "refresh" splats the stage's own eval-mode scores of its training pool,
+    # recomputed every `refresh_every` iterations after the warm-up; "encoder" a frozen teacher's, once.
     tgs: TGSConfig = field(default_factory=TGSConfig)
+    refresh_every: int | None = None  # None: one epoch of the stage's abnormal pool (mean pool for experts)
     checkpoint_every: int = 200
 
 
@@ -132,6 +131,9 @@ class ExpertsConfig(TGSTrainingConfig):
     n_clusters: int = 7  # Table 5: 5, 6, 7
     d_model: int = 192
     dropout: float = 0.1
+    # Extension (not in the paper): this share of each expert's negative half is drawn from the OTHER
+    # experts' abnormal samples (target: their top-k -> 0, like a normal video). 0 = the paper (normals only).
+    other_class_negatives: float = 0.0
 
 
 @dataclass
@@ -139,6 +141,10 @@ class GateConfig(TGSTrainingConfig):
     use_features: bool = True  # Table 3: the gate with / without the task-aware features
     d_model: int = 256
     dropout: float = 0.1
+    expert_input: str = "logits"  # what the gate reads of the experts: "logits" (the paper) | "probs"
+    # Extension (not in the paper): probability of zeroing a training sample's feature stream, so that
+    # the gate cannot fit the target from the features alone. 0 = the paper.
+    feature_dropout: float = 0.0
 
 
 @dataclass
@@ -162,9 +168,9 @@ PROFILES: dict[str, dict[str, Any]] = {
         "data": {"n_segments": 64},
         "encoder": {"iterations": 100, "batch_normal": 16, "batch_abnormal": 16, "checkpoint_every": 50},
         "tgs": {"iterations": 50, "batch_normal": 16, "batch_abnormal": 16, "checkpoint_every": 25},
-        "experts": {"iterations": 60, "batch_normal": 8, "batch_abnormal": 8, "checkpoint_every": 30},
-        # lr 3e-4: at 1e-4 the 80 steps leave the gate undertrained (seed 0 AUC 0.70 vs 0.79; 300 steps: 0.80)
-        "gate": {"iterations": 80, "lr": 3e-4, "batch_normal": 16, "batch_abnormal": 16, "checkpoint_every": 40},
+        # The experts and the gate train on cached task-aware features: cheap steps, trained to a flat loss.
+        "experts": {"iterations": 400, "batch_normal": 8, "batch_abnormal": 8, "checkpoint_every": 100},
+        "gate": {"iterations": 300, "lr": 3e-4, "batch_normal": 16, "batch_abnormal": 16, "checkpoint_every": 100},
         # Sultani's batches and segments; 400 of its 20,000 steps: UCF quick test AUC 81.7 / 81.9 (seeds 0 / 1)
         # against 82.2 after 1,000-2,000 (gsmoe_lib/sultani.py)
         "sultani": {"iterations": 400, "checkpoint_every": 200},
@@ -356,18 +362,20 @@ def fit(
     return history
 
 
-def tgs_update(scores: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor | None, first_epoch: bool,
-               settings: TGSTrainingConfig, k: int, optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+def tgs_update(scores: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor | None,
+               first_epoch: bool | torch.Tensor, settings: TGSTrainingConfig, k: int,
+               optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
     """One L_TGS step of any TGS-trained stage (encoder fine-tuning, experts, gate); returns the loss parts.
 
-    scores [B, S] (float32, with gradient); labels [B]; teacher [B, S]: the frozen encoder's pseudo-labels
-    of these samples, or None to splat the scores themselves (source "self"). The first epoch trains
-    L_topk-norm alone, so no pseudo-label is needed then.
+    scores [B, S] (float32, with gradient); labels [B]; teacher [B, S]: these samples' current pseudo-labels
+    (a `PseudoLabels` store's), or None to splat the scores themselves (source "self"). `first_epoch`: True
+    while the stage is in its first epoch (L_topk-norm only), or a bool tensor [B] per sample (experts whose
+    own first epoch is not over).
     """
-    if first_epoch:
-        pseudo = torch.zeros_like(scores)
-    elif teacher is not None:
+    if teacher is not None:
         pseudo = teacher
+    elif isinstance(first_epoch, bool) and first_epoch:
+        pseudo = torch.zeros_like(scores)
     else:
         pseudo = pseudo_labels(scores, settings.tgs)  # detached
     loss, parts = tgs_loss(scores, labels, pseudo, k, smooth_weight=settings.smooth_weight,
@@ -395,30 +403,138 @@ def urdmu_update(model: URDMU, x: torch.Tensor, labels: torch.Tensor, k: int, op
 
 
 def _warmup(cfg: TGSTrainingConfig, train: TrainSet, stage: str) -> int:
-    """Iterations of "the first epoch" (L_topk-norm only) of a stage (module docstring).
+    """Iterations of "the first epoch" (L_topk-norm only) of a stage whose pool is every abnormal sample."""
+    return int(warmup_per_pool(cfg, torch.tensor([int((train.labels == 1).sum())]), stage)[0])
 
-    `cfg.warmup_iterations` when set, else one epoch of abnormal samples, capped at `cfg.warmup_max_fraction`
-    of `cfg.iterations`.
+
+def warmup_per_pool(cfg: TGSTrainingConfig, pool_sizes: torch.Tensor, stage: str) -> torch.Tensor:
+    """Iterations of "the first epoch" for each training pool [P] (one pool per expert, or one for a stage).
+
+    `cfg.warmup_iterations` when set, else one pass over the pool's abnormal samples at `batch_abnormal` per
+    step (`warmup_pool="stage"`: the pool's own size; "all": the largest pool, the earlier behaviour, where an
+    expert of a rare class waited for an epoch of every abnormal sample), capped at `warmup_max_fraction`
+    of the stage, with a warning when the cap applies.
     """
     if not 0.0 < cfg.warmup_max_fraction <= 1.0:
         raise ValueError(f"{stage}.warmup_max_fraction must be in (0, 1], got {cfg.warmup_max_fraction}")
+    if cfg.warmup_pool not in ("stage", "all"):
+        raise ValueError(f"{stage}.warmup_pool must be 'stage' or 'all', got {cfg.warmup_pool!r}")
+    sizes = pool_sizes.to(torch.long).cpu()
     if cfg.warmup_iterations is not None:
         if cfg.warmup_iterations >= cfg.iterations:
             warnings.warn(f"{stage}: warmup_iterations={cfg.warmup_iterations} covers all {cfg.iterations} "
-                          "iterations: no step will see a pseudo-label", stacklevel=2)
-        return cfg.warmup_iterations
-    n_abnormal = int((train.labels == 1).sum())
-    epoch = max(1, math.ceil(n_abnormal / max(1, cfg.batch_abnormal)))
+                          "iterations: no step will see a pseudo-label", stacklevel=3)
+        return torch.full_like(sizes, cfg.warmup_iterations)
+    if cfg.warmup_pool == "all":
+        sizes = torch.full_like(sizes, int(sizes.sum()) if len(sizes) > 1 else int(sizes.max()))
+    epoch = ((sizes + max(1, cfg.batch_abnormal) - 1) // max(1, cfg.batch_abnormal)).clamp(min=1)
     cap = max(1, int(cfg.warmup_max_fraction * cfg.iterations))
-    if epoch > cap:
+    if bool((epoch > cap).any()):
         warnings.warn(
-            f"{stage}: one epoch of abnormal samples is {epoch} iterations, more than {cfg.warmup_max_fraction:.2f} "
-            f"of the stage's {cfg.iterations}; the first epoch (L_topk-norm only) is cut to {cap} so that the "
-            f"pseudo-labels train the rest. Raise {stage}.iterations for the paper's schedule.",
-            stacklevel=2,
-        )
-        return cap
-    return epoch
+            f"{stage}: one epoch of abnormal samples is {int(epoch.max())} iterations, more than "
+            f"{cfg.warmup_max_fraction:.2f} of the stage's {cfg.iterations}; the first epoch (L_topk-norm only) is "
+            f"cut to {cap} so that the pseudo-labels train the rest. Raise {stage}.iterations for the paper's "
+            "schedule.", stacklevel=3)
+    return epoch.clamp(max=cap)
+
+
+def refresh_period(cfg: TGSTrainingConfig, pool_sizes: torch.Tensor) -> int:
+    """Iterations between two refreshes of the pseudo-labels (source "refresh"): `cfg.refresh_every`, else one
+    epoch of the mean pool (each step draws `batch_abnormal` samples of every pool)."""
+    if cfg.refresh_every is not None:
+        if cfg.refresh_every < 1:
+            raise ValueError(f"refresh_every must be >= 1, got {cfg.refresh_every}")
+        return int(cfg.refresh_every)
+    return max(1, math.ceil(float(pool_sizes.float().mean()) / max(1, cfg.batch_abnormal)))
+
+
+class PseudoLabels(torch.nn.Module):
+    """The pseudo-labels ŷ of a TGS-trained stage's training pool, and when they are recomputed.
+
+    targets: [N, S, P] buffer (P pools: one per expert, or 1), saved with the stage's partial checkpoints so a
+    resumed run continues with the labels it had. `source` (TGSConfig.source):
+      "encoder": set once from a frozen teacher's scores (`set_all`), never refreshed;
+      "refresh": recomputed from the stage's own eval-mode scores (`score_fn`) at the end of each pool's first
+                 epoch, then every `period` iterations (the paper: "Gaussian kernels extracted from the abnormal
+                 scores produced by the model");
+      "teacher-refresh": set from the teacher, then refreshed from the stage's own scores after one period of
+                 training on them, and every period after that;
+      "self":    not stored; the trainer splats each step's own training-mode scores.
+    """
+
+    def __init__(self, n: int, s: int, member: torch.Tensor, warmup: torch.Tensor, period: int, tgs_cfg: TGSConfig,
+                 device: torch.device | str) -> None:
+        super().__init__()
+        self.member = member.cpu()  # [N, P] bool: which abnormal samples each pool's labels cover
+        # First refresh: at the end of each pool's first epoch ("refresh"), or one period later when the labels
+        # start from a teacher ("teacher-refresh": the stage first trains one epoch on the teacher's labels).
+        self.warmup = warmup.cpu() + (period if tgs_cfg.source == "teacher-refresh" else 0)  # [P]
+        self.period = period
+        self.tgs_cfg = tgs_cfg
+        self.register_buffer("targets", torch.zeros(n, s, member.shape[1], device=device))
+        self.register_buffer("refreshes", torch.zeros((), dtype=torch.long))
+
+    def set_all(self, pseudo: torch.Tensor) -> None:
+        """Every pool gets the same labels pseudo [N, S] (a frozen teacher's)."""
+        self.targets.copy_(pseudo.to(self.targets)[:, :, None].expand_as(self.targets))
+
+    def due(self, i: int) -> torch.Tensor:
+        """[P] bool: pools whose labels are recomputed before step i."""
+        since = i - self.warmup  # [P]
+        return (since >= 0) & (since % self.period == 0)
+
+    @torch.no_grad()
+    def refresh(self, i: int, score_fn: Callable[[torch.Tensor], torch.Tensor], chunk: int = 256) -> bool:
+        """Recompute the due pools' labels from score_fn(sample indices [n]) -> scores [n, S, P]; True if any."""
+        due = self.due(i)
+        if not bool(due.any()):
+            return False
+        rows = torch.nonzero(self.member[:, due].any(1)).flatten()  # samples of any due pool
+        scores = torch.cat([score_fn(rows[a:a + chunk]).float() for a in range(0, len(rows), chunk)])  # [n, S, P]
+        for p in torch.nonzero(due).flatten().tolist():
+            mine = self.member[rows, p]  # [n]
+            if bool(mine.any()):
+                self.targets[rows[mine].to(self.targets.device), :, p] = pseudo_labels(scores[mine, :, p], self.tgs_cfg)
+        self.refreshes += 1
+        return True
+
+    def labels_of(self, idx: torch.Tensor, pool: torch.Tensor | int = 0) -> torch.Tensor:
+        """ŷ [.., S] of samples idx [..] in pools `pool` (broadcast with idx)."""
+        if isinstance(pool, int):
+            return self.targets[idx, :, pool]
+        return self.targets[idx, :, pool]
+
+    def coverage(self) -> float:
+        """Share of (abnormal sample, pool) pairs whose current labels hold at least one kernel."""
+        has = self.targets.amax(1).cpu() > 0  # [N, P]
+        m = self.member
+        return float((has & m).sum()) / max(1, int(m.sum()))
+
+
+def check_coverage(store: PseudoLabels, stage: str, min_share: float = 0.5) -> dict[str, Any]:
+    """Warn (and say so in the metrics) when most abnormal training samples got no TGS kernel: the stage then
+    learns to score 0 on them. Returns {"pseudo_label_coverage": share, "pseudo_labels_degenerate": bool}."""
+    share = store.coverage()
+    bad = share < min_share
+    if bad:
+        warnings.warn(f"{stage}: only {100 * share:.1f}% of the abnormal training samples have a TGS kernel in "
+                      f"their pseudo-labels (source {store.tgs_cfg.source!r}); this stage is reported as degenerate.",
+                      stacklevel=3)
+    return {"pseudo_label_coverage": share, "pseudo_labels_degenerate": bool(bad)}
+
+
+def loss_trend(history: list[dict[str, float]], key: str = "total") -> float | None:
+    """Relative change of the loss over the last fifth of training (a least-squares line through the logged
+    values, its change over that span divided by their mean); None with fewer than 3 logged points there.
+    |trend| < 0.05 reads as flat: the stage was trained long enough."""
+    values = [h[key] for h in history if key in h]
+    tail = values[len(values) - max(3, len(values) // 5):] if len(values) >= 3 else []
+    if len(tail) < 3:
+        return None
+    x = np.arange(len(tail), dtype=np.float64)
+    slope = np.polyfit(x, np.asarray(tail, dtype=np.float64), 1)[0]
+    mean = float(np.mean(tail))
+    return float(slope * (len(tail) - 1) / mean) if mean > 0 else 0.0
 
 
 def _finish(stage: runs.StageDir, config: dict[str, Any], payload: dict[str, Any], kind: str,
@@ -494,7 +610,7 @@ def train_encoder(cfg: PipelineConfig, data: Data, run_dir: str | Path, progress
     optimizer = torch.optim.Adam(model.parameters(), lr=ec.lr, weight_decay=ec.weight_decay)
     train = data.train
     k = k_for_length(train.features.shape[-2])
-    gen = torch.Generator().manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed + SEED_OFFSETS["encoder"])
     batches = train.sampler(ec.batch_normal, ec.batch_abnormal, generator=gen)
     labels_dev = train.labels.to(train.features.device)
 
@@ -521,11 +637,10 @@ def finetune_tgs(cfg: PipelineConfig, data: Data, encoder: URDMU, run_dir: str |
                  progress: bool = True, on_step: Callable[[int], None] | None = None) -> StageResult:
     """Fine-tune a copy of the MIL-trained encoder with L_TGS (Eq. 6).
 
-    Pseudo-labels (`cfg.tgs.tgs.source`): "encoder" (default) splats the MIL encoder's eval-mode scores of
-    every training sample once, before the first step; "self" splats the scores of the model being
-    trained, from the same (dropout-on) forward pass. Self-training has no anchor: once L_topk-norm (the
-    first epoch) has pulled all scores below `min_height`, no kernel is found, ŷ = 0, and the BCE pulls
-    the abnormal videos further down; it never recovers.
+    Pseudo-labels (`cfg.tgs.tgs.source`): "refresh" (default) splats the fine-tuned model's own eval-mode
+    scores of every abnormal training sample at the end of the first epoch (L_topk-norm only) and once per
+    epoch after it; "encoder" splats the MIL encoder's scores once, before the first step; "self" splats the
+    scores of each training step's own (dropout-on) forward pass.
     """
     tc, device = cfg.tgs, cfg.device
     stage = runs.StageDir(run_dir, "tgs")
@@ -542,29 +657,53 @@ def finetune_tgs(cfg: PipelineConfig, data: Data, encoder: URDMU, run_dir: str |
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     train = data.train
     k = k_for_length(train.features.shape[-2])
-    warmup = _warmup(tc, train, "tgs")
-    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    member = (train.labels == 1)[:, None]  # [N, 1]: one pool, every abnormal sample
+    warmup = warmup_per_pool(tc, member.sum(0), "tgs")
+    store = PseudoLabels(len(train), train.features.shape[-2], member, warmup, refresh_period(tc, member.sum(0)),
+                         tc.tgs, train.features.device)
+    source = tc.tgs.source
+    if source in ("encoder", "teacher-refresh"):  # the copy still holds the MIL weights here: its eval-mode scores are the teacher's
+        store.set_all(_teacher_pseudo_labels(model, train, tc.tgs, device, cfg.amp))
+    gen = torch.Generator().manual_seed(cfg.seed + SEED_OFFSETS["tgs"])
     batches = train.sampler(tc.batch_normal, tc.batch_abnormal, generator=gen)
     labels_dev = train.labels.to(train.features.device)
-    # The copy still holds the MIL weights here: its eval-mode scores are the frozen encoder's.
-    teacher = _teacher_pseudo_labels(model, train, tc.tgs, device, cfg.amp) if tc.tgs.source == "encoder" else None
     model.train()
 
+    @torch.no_grad()
+    def own_scores(rows: torch.Tensor) -> torch.Tensor:  # [n] -> [n, S, 1], eval mode
+        model.eval()
+        with _autocast(device, cfg.amp):
+            out = model(train.features[rows.to(train.features.device)].to(device).float(), training_extras=False)
+        model.train()
+        return out.scores.float()[:, :, None]
+
     def step(i: int, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        if source in ("refresh", "teacher-refresh"):
+            store.refresh(i, own_scores)
         idx = idx.to(train.features.device)
         x, labels = train.features[idx].float(), labels_dev[idx]
         with _autocast(device, cfg.amp):
             scores = model(x, training_extras=False).scores.float()  # [B, S]
-        return tgs_update(scores, labels, None if teacher is None else teacher[idx].to(scores.device),
-                          i < warmup, tc, k, optimizer)
+        teacher = None if source == "self" else store.labels_of(idx).to(scores.device)
+        return tgs_update(scores, labels, teacher, i < int(warmup[0]), tc, k, optimizer)
 
-    history = fit(stage, config, {"model": model}, optimizer, tc.iterations, batches, step,
+    history = fit(stage, config, {"model": model, "pseudo": store}, optimizer, tc.iterations, batches, step,
                   tc.checkpoint_every, progress, on_step=on_step)
     model.eval()
     metrics, scores = _evaluate(lambda x: model(x).scores, data.test, device, cfg.amp, progress)
+    metrics.update(_training_health(store, source, history, "tgs"))
     _finish(stage, config, {"state_dict": model.state_dict(), "input_dim": model.input_dim}, "urdmu",
             metrics, history, scores)
     return StageResult(model, metrics, stage.path, False)
+
+
+def _training_health(store: PseudoLabels, source: str, history: list[dict[str, float]], stage: str) -> dict[str, Any]:
+    """What a stage's metrics say about its training: pseudo-label coverage, refreshes, loss trend."""
+    out: dict[str, Any] = {"pseudo_label_source": source, "loss_trend_last_fifth": loss_trend(history)}
+    if source != "self":
+        out.update(check_coverage(store, stage))
+        out["pseudo_label_refreshes"] = int(store.refreshes)
+    return out
 
 
 @torch.inference_mode()
@@ -695,11 +834,12 @@ def expert_membership(cfg: ExpertsConfig, train: TrainSet, features: torch.Tenso
 
 
 def _per_expert_batches(member: torch.Tensor, normal: torch.Tensor, batch_normal: int, batch_abnormal: int,
-                        generator: torch.Generator) -> Iterator[torch.Tensor]:
-    """Endless index batches [E, batch_normal + batch_abnormal], normal half first, one row per expert.
+                        generator: torch.Generator, other_class_negatives: float = 0.0) -> Iterator[torch.Tensor]:
+    """Endless index batches [E, batch_normal + batch_abnormal], negative half first, one row per expert.
 
-    Drawn with replacement for all experts at once (one vectorised draw, no loop over experts): row e
-    takes normal samples and abnormal samples of expert e's membership.
+    Drawn with replacement for all experts at once (one vectorised draw, no loop over experts): row e takes
+    normal samples and abnormal samples of expert e's membership. With `other_class_negatives` = r > 0 (an
+    extension), round(r · batch_normal) of the negatives are abnormal samples of OTHER experts instead.
     """
     E = member.shape[1]
     pools = [torch.nonzero(member[:, e]).flatten() for e in range(E)]
@@ -708,10 +848,20 @@ def _per_expert_batches(member: torch.Tensor, normal: torch.Tensor, batch_normal
         raise ValueError(f"experts {empty} have no abnormal training samples")
     sizes = torch.tensor([len(p) for p in pools])  # [E]
     padded = torch.nn.utils.rnn.pad_sequence(pools, batch_first=True)  # [E, max pool]
+    n_other = int(round(other_class_negatives * batch_normal)) if E > 1 else 0
+    if n_other:
+        others = [torch.nonzero(member.any(1) & ~member[:, e]).flatten() for e in range(E)]
+        o_sizes = torch.tensor([max(1, len(o)) for o in others])
+        o_padded = torch.nn.utils.rnn.pad_sequence(others, batch_first=True)
     while True:
-        n = normal[torch.randint(len(normal), (E, batch_normal), generator=generator)]  # [E, Bn]
+        n = normal[torch.randint(len(normal), (E, batch_normal - n_other), generator=generator)]  # [E, Bn - Bo]
         pick = (torch.rand(E, batch_abnormal, generator=generator) * sizes[:, None]).long()  # [E, Ba]
-        yield torch.cat([n, torch.gather(padded, 1, pick)], dim=1)
+        parts = [n]
+        if n_other:
+            o_pick = (torch.rand(E, n_other, generator=generator) * o_sizes[:, None]).long()
+            parts.append(torch.gather(o_padded, 1, o_pick))  # [E, Bo]
+        parts.append(torch.gather(padded, 1, pick))
+        yield torch.cat(parts, dim=1)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -719,15 +869,23 @@ def _per_expert_batches(member: torch.Tensor, normal: torch.Tensor, batch_normal
 # ---------------------------------------------------------------------------------------------------
 
 
+def new_experts(n_experts: int, feature_dim: int, xc: ExpertsConfig) -> Experts:
+    return Experts(n_experts, feature_dim, d_model=xc.d_model, dropout=xc.dropout)
+
+
 def train_experts(cfg: PipelineConfig, data: Data, encoder: URDMU, run_dir: str | Path, upstream: str,
                   progress: bool = True, on_step: Callable[[int], None] | None = None,
                   cache: FeatureCache | None = None, stage_name: str = "experts",
                   ) -> StageResult:
-    """All experts at once on the frozen encoder's task-aware features with L_TGS.
+    """All experts at once on the frozen encoder's task-aware features (cached: the encoder is not run per
+    step) with L_TGS.
 
-    `cache`: the encoder's outputs on the training set when the caller has them (or a callable giving them,
-    called only if the stage has to train). Metrics: the experts combined
-    by `cfg.expert_combine` without a gate (Table 2's "+experts" row).
+    Expert e trains on normal samples and the abnormal samples of its class (or cluster), with its OWN first
+    epoch (one pass over its class's samples) and, with source "refresh", pseudo-labels splatted from its OWN
+    scores: each expert refines what it finds in its class, not one shared target. A sample's label for expert
+    e is 1 only if it is in e's pool (so other classes' samples drawn as negatives by the
+    `other_class_negatives` extension count as normal). Metrics: the experts combined by `cfg.expert_combine`
+    without a gate (Table 2's "+experts" row).
     """
     xc, device = cfg.experts, cfg.device
     stage = runs.StageDir(run_dir, stage_name)
@@ -737,10 +895,11 @@ def train_experts(cfg: PipelineConfig, data: Data, encoder: URDMU, run_dir: str 
         experts = Experts(ck["n_experts"], ck["feature_dim"], d_model=ck["d_model"], dropout=ck["dropout"])
         experts.load_state_dict(ck["state_dict"])
         return StageResult(experts.to(device), stage.metrics(), stage.path, True)
-    features, enc_scores = _resolve_cache(cache, encoder, data, cfg, progress)
+    features, enc_scores = _resolve_cache(cache, encoder, data, cfg, progress)  # [N, S, F], [N, S]
     labels, _, _ = _flat_labels(data.train)
-    member, names = expert_membership(xc, data.train, features, cfg.seed)
-    experts = Experts(len(names), features.shape[-1], d_model=xc.d_model, dropout=xc.dropout)
+    member, names = expert_membership(xc, data.train, features, cfg.seed)  # [N, E] bool
+    E = len(names)
+    experts = new_experts(E, features.shape[-1], xc)
 
     stage.start(config, cfg.seed, device)
     runs.seed_everything(cfg.seed)
@@ -748,38 +907,61 @@ def train_experts(cfg: PipelineConfig, data: Data, encoder: URDMU, run_dir: str 
     experts.to(device).train()
     optimizer = torch.optim.AdamW(experts.parameters(), lr=xc.lr, weight_decay=xc.weight_decay)
     k = k_for_length(features.shape[1])
-    warmup = _warmup(xc, data.train, "experts")
-    from_encoder = xc.tgs.source == "encoder"
-    pseudo_all = pseudo_labels(enc_scores, xc.tgs) if from_encoder else None  # [N, S]
-    if from_encoder:
+    pool_sizes = member.sum(0)  # [E]
+    warmup = warmup_per_pool(xc, pool_sizes, "experts")  # [E]
+    source = xc.tgs.source
+    store = PseudoLabels(len(labels), features.shape[1], member, warmup, refresh_period(xc, pool_sizes), xc.tgs,
+                         features.device)
+    if source in ("encoder", "teacher-refresh"):
+        pseudo_all = pseudo_labels(enc_scores, xc.tgs)  # [N, S]
         check_pseudo_labels(pseudo_all, enc_scores, labels, xc.tgs, "experts")
+        store.set_all(pseudo_all)
     normal = torch.nonzero(labels.cpu() == 0).flatten()
-    gen = torch.Generator().manual_seed(cfg.seed + 2)
-    batches = _per_expert_batches(member, normal, xc.batch_normal, xc.batch_abnormal, gen)
-    labels = labels.to(device)
-    E = len(names)
+    gen = torch.Generator().manual_seed(cfg.seed + SEED_OFFSETS["experts"])
+    batches = _per_expert_batches(member, normal, xc.batch_normal, xc.batch_abnormal, gen, xc.other_class_negatives)
+    member_dev = member.to(features.device)
+    warmup_dev = warmup.to(features.device)
+
+    @torch.no_grad()
+    def own_scores(rows: torch.Tensor) -> torch.Tensor:  # [n] -> [n, S, E], eval mode
+        experts.eval()
+        with _autocast(device, cfg.amp):
+            out = experts(features[rows.to(features.device)]).float()
+        experts.train()
+        return out
 
     def step(i: int, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        if source in ("refresh", "teacher-refresh"):
+            store.refresh(i, own_scores)
         idx = idx.to(features.device)  # [E, B]
         x = features[idx]  # [E, B, S, F]: expert e's own batch
         with _autocast(device, cfg.amp):
             scores = experts(x).float()  # [B, S, E]
         flat = scores.permute(2, 0, 1).reshape(E * idx.shape[1], -1)  # [E·B, S]
-        y = labels[idx].reshape(-1)  # [E·B]
-        teacher = pseudo_all[idx].reshape(flat.shape) if from_encoder else None
-        return tgs_update(flat, y, teacher, i < warmup, xc, k, optimizer)
+        rows = torch.arange(E, device=idx.device)[:, None].expand_as(idx)  # [E, B] expert of each sample
+        y = member_dev[idx, rows].to(flat.dtype).reshape(-1)  # [E·B]: 1 only in the expert's own pool
+        first = (i < warmup_dev)[rows].reshape(-1)  # [E·B]: the expert's own first epoch
+        teacher = None if source == "self" else store.labels_of(idx, rows).reshape(flat.shape)
+        return tgs_update(flat, y, teacher, first, xc, k, optimizer)
 
-    history = fit(stage, config, {"experts": experts}, optimizer, xc.iterations, batches, step,
+    history = fit(stage, config, {"experts": experts, "pseudo": store}, optimizer, xc.iterations, batches, step,
                   xc.checkpoint_every, progress, on_step=on_step)
     experts.eval()
     model = GSMoEModel(encoder, experts, None).eval()
-    metrics, scores = _evaluate(lambda x: model(x, combine=cfg.expert_combine).scores, data.test, device,
-                                cfg.amp, progress)
+
+    def score_fn(x: torch.Tensor):
+        out = model(x, combine=cfg.expert_combine)
+        return out.scores, out.expert_scores
+
+    video_scores, expert_video_scores = _score_with_extra(score_fn, data.test, device, cfg.amp, progress)
+    metrics = _metrics_of(video_scores, data.test)
+    metrics.update(_training_health(store, source, history, "experts"))
     metrics["expert_names"] = names
     metrics["expert_combine"] = cfg.expert_combine
+    metrics["warmup_iterations"] = warmup.tolist()
     payload = {"state_dict": experts.state_dict(), "names": names, "n_experts": E,
                "feature_dim": int(features.shape[-1]), "d_model": xc.d_model, "dropout": xc.dropout}
-    _finish(stage, config, payload, "experts", metrics, history, scores)
+    _finish(stage, config, payload, "experts", metrics, history, video_scores, {"expert_scores": expert_video_scores})
     return StageResult(experts, metrics, stage.path, False)
 
 
@@ -789,26 +971,36 @@ def train_experts(cfg: PipelineConfig, data: Data, encoder: URDMU, run_dir: str 
 
 
 @torch.inference_mode()
-def _expert_scores(experts: Experts, features: torch.Tensor, device: str, amp: str, chunk: int = 64
+def _expert_logits(experts: Experts, features: torch.Tensor, device: str, amp: str, chunk: int = 64
                    ) -> torch.Tensor:
+    """The frozen experts' logits [N, S, E] over cached task-aware features [N, S, F] (what the gate reads)."""
     experts.eval()
     out = []
     for start in range(0, features.shape[0], chunk):
         with _autocast(device, amp):
-            out.append(experts(features[start:start + chunk]).float())
+            out.append(experts.logits(features[start:start + chunk]).float())
     return torch.cat(out)  # [N, S, E]
+
+
+def new_gate(n_experts: int, feature_dim: int, gc: GateConfig) -> Gate:
+    return Gate(n_experts, feature_dim, d_model=gc.d_model, use_features=gc.use_features, dropout=gc.dropout,
+                expert_input=gc.expert_input)
 
 
 def train_gate(cfg: PipelineConfig, data: Data, encoder: URDMU, experts: Experts, run_dir: str | Path,
                upstream: str, progress: bool = True, on_step: Callable[[int], None] | None = None,
                cache: FeatureCache | None = None, stage_name: str = "gate",
                ) -> StageResult:
-    """The gate on all training samples with L_TGS; encoder and experts frozen (their outputs are cached)."""
+    """The gate on all training samples with L_TGS; encoder and experts frozen (their outputs are cached).
+
+    Pseudo-labels as the other stages (source "refresh": the gate's own scores, after its first epoch).
+    `feature_dropout` (an extension) zeroes a sample's feature stream with that probability during training.
+    """
     gc, device = cfg.gate, cfg.device
     stage = runs.StageDir(run_dir, stage_name)
     config = _stage_config(cfg, "gate", upstream)
     E = experts.n_experts
-    gate = Gate(E, encoder.feature_dim, d_model=gc.d_model, use_features=gc.use_features, dropout=gc.dropout)
+    gate = new_gate(E, encoder.feature_dim, gc)
     full = GSMoEModel(encoder, experts, gate)
     if stage.is_done(config):
         gate.load_state_dict(runs.load_checkpoint(stage.checkpoint, "gate")["state_dict"])
@@ -816,33 +1008,53 @@ def train_gate(cfg: PipelineConfig, data: Data, encoder: URDMU, experts: Experts
 
     stage.start(config, cfg.seed, device)
     features, enc_scores = _resolve_cache(cache, encoder, data, cfg, progress)
-    expert_scores = _expert_scores(experts, features, device, cfg.amp)  # [N, S, E]
+    expert_logits = _expert_logits(experts, features, device, cfg.amp)  # [N, S, E]
     runs.seed_everything(cfg.seed)
-    gate = Gate(E, encoder.feature_dim, d_model=gc.d_model, use_features=gc.use_features, dropout=gc.dropout)
+    gate = new_gate(E, encoder.feature_dim, gc)
     full = GSMoEModel(encoder, experts, gate)
     gate.to(device).train()
     optimizer = torch.optim.AdamW(gate.parameters(), lr=gc.lr, weight_decay=gc.weight_decay)
     labels, _, _ = _flat_labels(data.train)
     labels = labels.to(device)
     k = k_for_length(features.shape[1])
-    warmup = _warmup(gc, data.train, "gate")
-    from_encoder = gc.tgs.source == "encoder"
-    pseudo_all = pseudo_labels(enc_scores, gc.tgs) if from_encoder else None
-    if from_encoder:
+    member = (labels.cpu() == 1)[:, None]  # [N, 1]
+    warmup = warmup_per_pool(gc, member.sum(0), "gate")
+    source = gc.tgs.source
+    store = PseudoLabels(len(labels), features.shape[1], member, warmup, refresh_period(gc, member.sum(0)), gc.tgs,
+                         features.device)
+    if source in ("encoder", "teacher-refresh"):
+        pseudo_all = pseudo_labels(enc_scores, gc.tgs)
         check_pseudo_labels(pseudo_all, enc_scores, labels, gc.tgs, "gate")
+        store.set_all(pseudo_all)
     flat_train = replace(data.train, features=features, labels=labels.cpu()) if data.train.features.dim() == 4 \
         else data.train
-    gen = torch.Generator().manual_seed(cfg.seed + 3)
+    gen = torch.Generator().manual_seed(cfg.seed + SEED_OFFSETS["gate"])
     batches = flat_train.sampler(gc.batch_normal, gc.batch_abnormal, generator=gen)
+    drop_gen = torch.Generator().manual_seed(cfg.seed + SEED_OFFSETS["gate"] + 1000)
+
+    @torch.no_grad()
+    def own_scores(rows: torch.Tensor) -> torch.Tensor:  # [n] -> [n, S, 1], eval mode
+        gate.eval()
+        rows = rows.to(features.device)
+        with _autocast(device, cfg.amp):
+            out = gate(expert_logits[rows], features[rows] if gc.use_features else None).scores.float()
+        gate.train()
+        return out[:, :, None]
 
     def step(i: int, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        if source in ("refresh", "teacher-refresh"):
+            store.refresh(i, own_scores)
         idx = idx.to(features.device)
+        f = features[idx] if gc.use_features else None  # [B, S, F]
+        if f is not None and gc.feature_dropout > 0:
+            keep = (torch.rand(len(idx), generator=drop_gen) >= gc.feature_dropout).to(f.dtype)  # [B]
+            f = f * keep.to(f.device)[:, None, None]
         with _autocast(device, cfg.amp):
-            scores = gate(expert_scores[idx], features[idx] if gc.use_features else None).scores.float()
-        return tgs_update(scores, labels[idx], pseudo_all[idx] if from_encoder else None, i < warmup, gc, k,
-                          optimizer)
+            scores = gate(expert_logits[idx], f).scores.float()
+        teacher = None if source == "self" else store.labels_of(idx).to(scores.device)
+        return tgs_update(scores, labels[idx], teacher, i < int(warmup[0]), gc, k, optimizer)
 
-    history = fit(stage, config, {"gate": gate}, optimizer, gc.iterations, batches, step,
+    history = fit(stage, config, {"gate": gate, "pseudo": store}, optimizer, gc.iterations, batches, step,
                   gc.checkpoint_every, progress, on_step=on_step)
     full.eval()
 
@@ -852,8 +1064,10 @@ def train_gate(cfg: PipelineConfig, data: Data, encoder: URDMU, experts: Experts
 
     video_scores, expert_video_scores = _score_with_extra(score_fn, data.test, device, cfg.amp, progress)
     metrics = _metrics_of(video_scores, data.test)
+    metrics.update(_training_health(store, source, history, "gate"))
     payload = {"state_dict": gate.state_dict(), "n_experts": E, "feature_dim": encoder.feature_dim,
-               "d_model": gc.d_model, "use_features": gc.use_features, "dropout": gc.dropout}
+               "d_model": gc.d_model, "use_features": gc.use_features, "dropout": gc.dropout,
+               "expert_input": gc.expert_input}
     _finish(stage, config, payload, "gate", metrics, history, video_scores,
             {"expert_scores": expert_video_scores})
     return StageResult(full, metrics, stage.path, False)

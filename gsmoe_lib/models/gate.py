@@ -8,7 +8,7 @@ Finally, the abnormal scores are predicted via a transformer block followed by a
 
 Read top to bottom (every snippet is one token; no positional embedding, no class token):
 
-    expert scores [B, T, E] -> (x expert_mask) -> Linear(E, d)            expert tokens      e [B, T, d]
+    expert logits [B, T, E] -> (masking)   -> Linear(E, d)            expert tokens      e [B, T, d]
     features      [B, T, F]                    -> Linear(F, d)            feature tokens     f [B, T, d]
     e' = CrossAttentionBlock(e attends to f)                              experts -> features
     f' = CrossAttentionBlock(f attends to e)                              features -> experts
@@ -25,8 +25,11 @@ Decisions where the paper is silent (all constructor parameters):
 - `use_features=False` (Table 3, "without task-aware features"): there is nothing to cross-attend to, so the
   two cross-attention blocks are replaced by one self-attention transformer block over the expert tokens
   (the gate keeps two attention layers of depth); `features` is then ignored.
-- Expert masking (Table 4, "masking the respective class expert"): `expert_mask` multiplies the expert scores
-  before the projection, so a masked expert contributes a score of exactly zero.
+- The gate reads the experts' LOGITS (`expert_input="logits"`), as the paper says ("the fine-grained class
+  specific logits of the experts"); probabilities saturate at 0 / 1 and hide how sure an expert is.
+  `expert_input="probs"` restores the earlier behaviour.
+- Expert masking (Table 4, "masking the respective class expert"): `expert_mask` replaces a masked expert's
+  input before the projection, by 0 (`mask_fill="zero"`) or by the mean of the other experts ("mean").
 - Defaults d_model = 256, ffn_hidden = 1024, mlp_hidden = (256, 128, 64), dropout = 0.1. With E = 13 and
   F = 1024 the gate has 2,875,137 parameters (1,690,625 with use_features=False); with the 13 default
   experts (6,666,829) that is 9,541,966, and with the UR-DMU encoder (6,492,929) 16.03 M, the paper's ~16 M.
@@ -43,6 +46,10 @@ import torch
 from torch import nn
 
 from gsmoe_lib.models.blocks import CrossAttentionBlock, TransformerBlock, check_padding_mask, mlp
+
+
+EXPERT_INPUTS = ("logits", "probs")
+MASK_FILLS = ("zero", "mean")
 
 
 class GateOutput(NamedTuple):
@@ -67,12 +74,15 @@ class Gate(nn.Module):
         dropout: float = 0.1,
         use_features: bool = True,
         fusion: Literal["concat", "sum"] = "concat",
+        expert_input: Literal["logits", "probs"] = "logits",
     ) -> None:
         super().__init__()
         if n_experts < 1:
             raise ValueError(f"n_experts must be at least 1, got {n_experts}")
         if use_features and feature_dim is None:
             raise ValueError("Gate(use_features=True) needs feature_dim (the task encoder's F)")
+        if expert_input not in EXPERT_INPUTS:
+            raise ValueError(f"expert_input must be one of {EXPERT_INPUTS}, got {expert_input!r}")
         if fusion not in ("concat", "sum"):
             raise ValueError(f"fusion must be 'concat' or 'sum', got {fusion!r}")
         if len(mlp_hidden) != 3:
@@ -81,6 +91,7 @@ class Gate(nn.Module):
         self.feature_dim = feature_dim
         self.use_features = use_features
         self.fusion = fusion
+        self.expert_input = expert_input
 
         self.expert_proj = nn.Linear(n_experts, d_model)
         if use_features:
@@ -97,32 +108,33 @@ class Gate(nn.Module):
 
     def forward(
         self,
-        expert_scores: torch.Tensor,
+        expert_logits: torch.Tensor,
         features: torch.Tensor | None = None,
         key_padding_mask: torch.Tensor | None = None,
         expert_mask: torch.Tensor | None = None,
+        mask_fill: str = "zero",
     ) -> GateOutput:
         """Final per-snippet anomaly scores.
 
-        expert_scores [B, T, E] in [0, 1]; features [B, T, F] (ignored when use_features=False);
-        key_padding_mask [B, T] bool, True at padded snippets; expert_mask [E] or [B, E], bool or float,
-        1 / True keeps an expert, 0 / False zeroes its scores (Table 4: ones with a 0 at the masked class).
+        expert_logits [B, T, E]: the experts' logits (before their sigmoid). The gate reads them as they are
+        (`expert_input="logits"`, the paper: "the fine-grained class specific logits of the experts") or as
+        probabilities (`"probs"`: sigmoid first, the behaviour of earlier versions).
+        features [B, T, F] (ignored when use_features=False); key_padding_mask [B, T] bool, True at padded
+        snippets; expert_mask [E] or [B, E], bool or float, 1 / True keeps an expert, 0 / False masks it
+        (Table 4). `mask_fill` says what a masked expert's input becomes: "zero" (0, in the units the gate
+        reads), "mean" (the mean of the unmasked experts' inputs at that snippet).
         """
-        if expert_scores.ndim != 3 or expert_scores.shape[-1] != self.n_experts:
+        if expert_logits.ndim != 3 or expert_logits.shape[-1] != self.n_experts:
             raise ValueError(
-                f"Gate expects expert scores [B, T, E={self.n_experts}], got {tuple(expert_scores.shape)}"
+                f"Gate expects expert logits [B, T, E={self.n_experts}], got {tuple(expert_logits.shape)}"
             )
-        b, t, _ = expert_scores.shape
+        b, t, _ = expert_logits.shape
         check_padding_mask(key_padding_mask, b, t)
+        inputs = expert_logits if self.expert_input == "logits" else torch.sigmoid(expert_logits)  # [B, T, E]
         if expert_mask is not None:
-            if expert_mask.shape not in ((self.n_experts,), (b, self.n_experts)):
-                raise ValueError(
-                    f"expert_mask must be [E={self.n_experts}] or [B={b}, E], got {tuple(expert_mask.shape)}"
-                )
-            mask = expert_mask.to(expert_scores.dtype)
-            expert_scores = expert_scores * (mask if mask.ndim == 1 else mask[:, None, :])  # [B, T, E]
+            inputs = mask_experts(inputs, expert_mask, mask_fill)
 
-        e = self.expert_proj(expert_scores)  # [B, T, d]
+        e = self.expert_proj(inputs)  # [B, T, d]
         if self.use_features:
             if features is None or tuple(features.shape) != (b, t, self.feature_dim):
                 got = None if features is None else tuple(features.shape)
@@ -138,3 +150,23 @@ class Gate(nn.Module):
         embedding = self.norm(self.block(z, key_padding_mask))  # [B, T, d]
         logits = self.head(embedding).squeeze(-1)  # [B, T]
         return GateOutput(scores=torch.sigmoid(logits), logits=logits, embedding=embedding)
+
+
+def mask_experts(inputs: torch.Tensor, expert_mask: torch.Tensor, fill: str = "zero") -> torch.Tensor:
+    """Table 4's masking of the gate's expert inputs [B, T, E] by `expert_mask` [E] or [B, E] (1 keeps).
+
+    fill "zero": a masked expert's input is 0; "mean": it is the mean of the kept experts' inputs at the same
+    snippet (0 when none is kept). The paper does not say which; both are reported (gsmoe_lib/evaluate.py).
+    """
+    b, _, e = inputs.shape
+    if expert_mask.shape not in ((e,), (b, e)):
+        raise ValueError(f"expert_mask must be [E={e}] or [B={b}, E], got {tuple(expert_mask.shape)}")
+    if fill not in MASK_FILLS:
+        raise ValueError(f"mask_fill must be one of {MASK_FILLS}, got {fill!r}")
+    keep = expert_mask.to(inputs.dtype)
+    keep = keep[None, None, :] if keep.ndim == 1 else keep[:, None, :]  # [1|B, 1, E]
+    kept = inputs * keep
+    if fill == "zero":
+        return kept
+    mean = kept.sum(-1, keepdim=True) / keep.sum(-1, keepdim=True).clamp(min=1.0)  # [B, T, 1]
+    return kept + (1.0 - keep) * mean

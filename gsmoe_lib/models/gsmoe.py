@@ -62,10 +62,12 @@ class GSMoEModel(nn.Module):
         self.gate = gate
         self.crops = crops
 
-    def forward(self, x: Tensor, expert_mask: Tensor | None = None, combine: str = "max") -> GSMoEOutput:
+    def forward(self, x: Tensor, expert_mask: Tensor | None = None, combine: str = "max",
+                mask_fill: str = "zero") -> GSMoEOutput:
         """x [B, T, D] or [B, C, T, D] -> GSMoEOutput. Without a gate, `scores` combines the experts by `combine`.
 
-        expert_mask [E] (1 keeps, 0 zeroes an expert's scores before the gate; Table 4).
+        expert_mask [E] (1 keeps, 0 masks an expert before the gate; Table 4); `mask_fill` "zero" | "mean" says
+        what the gate reads instead (gate.mask_experts). Without a gate a masked expert's score is 0.
         """
         if x.dim() == 3:
             x = x.unsqueeze(1)
@@ -79,7 +81,7 @@ class GSMoEModel(nn.Module):
 
             def rows_forward(rows: Tensor, which: slice) -> GSMoEOutput:  # rows [n, T, D] -> per-row outputs
                 mask = row_mask if row_mask is None or row_mask.dim() == 1 else row_mask[which]
-                return self.forward(rows, mask, combine)
+                return self.forward(rows, mask, combine, mask_fill)
 
             return GSMoEOutput(*mean_over_crops_in_passes(rows_forward, x.reshape(B * C, T, D), C))
         if self.crops == "mean":
@@ -87,9 +89,10 @@ class GSMoEModel(nn.Module):
             C = 1  # the experts and the gate see one (crop-averaged) sequence per video
         else:
             enc = self.encoder(x.reshape(B * C, T, D), training_extras=False)  # [B·C, T], [B·C, T, F]
-        expert_scores = self.experts(enc.features)  # [B·C, T, E]
+        expert_logits = self.experts.logits(enc.features)  # [B·C, T, E]
+        expert_scores = torch.sigmoid(expert_logits)
         if self.gate is not None:
-            out = self.gate(expert_scores, enc.features, expert_mask=expert_mask)
+            out = self.gate(expert_logits, enc.features, expert_mask=expert_mask, mask_fill=mask_fill)
             scores, embedding = out.scores, out.embedding  # [B·C, T], [B·C, T, d]
         else:
             masked = expert_scores if expert_mask is None else expert_scores * expert_mask.to(expert_scores.dtype)

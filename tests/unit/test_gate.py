@@ -120,3 +120,32 @@ def test_parameter_counts_near_paper():
     assert 9.0e6 <= total <= 10.0e6
     urdmu = 6_492_929  # REFERENCE: released UR-DMU checkpoints
     assert 15.5e6 <= total + urdmu <= 16.5e6  # paper: ~16 M
+
+
+def test_probs_input_is_the_sigmoid_of_the_logits():
+    torch.manual_seed(3)
+    logits, features = torch.randn(2, 6, E) * 3, torch.rand(2, 6, FDIM)
+    as_probs = small_gate(expert_input="probs").eval()
+    as_logits = small_gate(expert_input="logits").eval()
+    torch.testing.assert_close(as_probs(logits, features).scores, as_logits(torch.sigmoid(logits), features).scores)
+    with pytest.raises(ValueError, match="expert_input"):
+        small_gate(expert_input="scores")
+
+
+def test_mask_fill_mean_replaces_a_masked_expert_by_the_mean_of_the_others():
+    from gsmoe_lib.models.gate import mask_experts
+
+    x = torch.arange(2 * 3 * 4, dtype=torch.float32).reshape(2, 3, 4)  # [B, T, E]
+    keep = torch.tensor([1.0, 0.0, 1.0, 1.0])
+    zero, mean = mask_experts(x, keep, "zero"), mask_experts(x, keep, "mean")
+    assert torch.all(zero[..., 1] == 0) and torch.equal(zero[..., [0, 2, 3]], x[..., [0, 2, 3]])
+    torch.testing.assert_close(mean[..., 1], x[..., [0, 2, 3]].mean(-1))
+    assert torch.equal(mean[..., [0, 2, 3]], x[..., [0, 2, 3]])
+    gate = small_gate().eval()
+    logits, features = torch.randn(2, 3, E), torch.rand(2, 3, FDIM)
+    m = torch.ones(E)
+    m[0] = 0
+    want = gate(mask_experts(logits, m, "mean"), features).scores
+    torch.testing.assert_close(gate(logits, features, expert_mask=m, mask_fill="mean").scores, want)
+    with pytest.raises(ValueError, match="mask_fill"):
+        gate(logits, features, expert_mask=m, mask_fill="one")

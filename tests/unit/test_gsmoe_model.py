@@ -31,9 +31,11 @@ def test_mean_mode_runs_experts_and_gate_on_crop_averaged_features():
     x = torch.randn(2, 3, 11, 6)
     out = model(x)
     enc = model.encoder(x)  # crop-averaged scores [B, T] and features [B, T, F]
-    expert_scores = model.experts(enc.features)
-    assert torch.allclose(out.expert_scores, expert_scores, atol=1e-6)
-    assert torch.allclose(out.scores, model.gate(expert_scores, enc.features).scores, atol=1e-6)
+    expert_logits = model.experts.logits(enc.features)
+    assert torch.allclose(out.expert_scores, torch.sigmoid(expert_logits), atol=1e-6)
+    # the gate reads the experts' logits (paper §3.2), not their probabilities
+    assert torch.allclose(out.scores, model.gate(expert_logits, enc.features).scores, atol=1e-6)
+    assert not torch.allclose(out.scores, model.gate(torch.sigmoid(expert_logits), enc.features).scores, atol=1e-6)
     assert torch.allclose(out.encoder_scores, enc.scores, atol=1e-6)
     # The experts are non-linear: averaging their inputs is not averaging their outputs.
     each = small_model("each")(x)

@@ -213,7 +213,7 @@ def test_loss_matches_hand_computation():
     bce = -(y * torch.log(p) + (1 - y) * torch.log(1 - p)).mean()
     smooth = ((p[:, 1:] - p[:, :-1]) ** 2).sum(1).mean()
     sparse = p.sum(1).mean()
-    expected = topk_norm + bce + 8e-4 * smooth + 8e-3 * sparse
+    expected = topk_norm + bce + 8e-5 * smooth + 8e-5 * sparse  # Sultani et al.'s weights
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
     assert parts["bce"].item() == pytest.approx(bce.item(), rel=1e-5)
     assert parts["topk_norm"].item() == pytest.approx(topk_norm.item(), rel=1e-5)
@@ -248,11 +248,10 @@ def test_loss_is_finite_at_saturated_scores():
 
 
 def test_tgs_stage_teacher_pseudo_labels_are_the_frozen_encoders():
-    """finetune_tgs's default ("encoder") splats the MIL encoder's eval-mode scores, once, for every sample."""
+    """source "encoder": finetune_tgs splats the MIL encoder's eval-mode scores, once, for every sample."""
     from gsmoe_lib import train
     from gsmoe_lib.data.batching import TrainSet
 
-    assert train.TGSStageConfig().tgs.source == "encoder"
     torch.manual_seed(0)
     encoder = train.new_encoder(16)
     encoder.train()  # dropout on: the teacher must switch it off
@@ -266,3 +265,28 @@ def test_tgs_stage_teacher_pseudo_labels_are_the_frozen_encoders():
         want = tgs.pseudo_labels(encoder.eval()(features, training_extras=False).scores, cfg)
     assert got.shape == (n, S) and torch.allclose(got, want)
     assert torch.allclose(got.amax(-1), torch.ones(n))  # every curve got a kernel, normalised to 1
+
+
+def test_video_scale_finds_the_same_kernels_at_any_score_level():
+    """scale="video": a teacher whose scores are 100x lower (the tiny / XD quick / bf16 cases) gives the same ŷ."""
+    t = np.arange(80)
+    curve = 0.1 + 0.8 * np.exp(-((t - 30) ** 2) / 20.0) + 0.4 * np.exp(-((t - 60) ** 2) / 8.0)
+    cfg = TGSConfig()
+    y = tgs.pseudo_labels(curve[None], cfg)[0]
+    assert y.max() == 1.0 and len(tgs.detect_peaks(curve, cfg)) == 2
+    np.testing.assert_allclose(tgs.pseudo_labels(0.002 + curve[None] / 100, cfg)[0], y, atol=1e-9)
+    absolute = TGSConfig(scale="absolute")
+    assert tgs.pseudo_labels(0.002 + curve[None] / 100, absolute).max() == 0.0  # no peak reaches min_height
+    assert tgs.pseudo_labels(np.full((1, 80), 0.3), cfg).max() == 0.0  # a flat curve: no kernel
+    e = tgs.explain(0.002 + curve / 100, cfg)  # thresholds and heights come back in score units
+    assert np.all(e["thresholds"] < e["peaks"].heights) and np.all(e["peaks"].heights < 0.02)
+
+
+def test_per_sample_first_epoch_mask_drops_only_those_abnormal_samples():
+    scores, labels, pseudo = _loss_inputs()
+    mask = torch.tensor([False, False, True, False])  # sample 2 (abnormal) is still in its first epoch
+    loss, _ = tgs.tgs_loss(scores, labels, pseudo, 3, topk_only=mask)
+    loss.backward()
+    assert torch.all(scores.grad[2] == 0) and torch.any(scores.grad[3] != 0) and torch.any(scores.grad[0] != 0)
+    only3, _ = tgs.tgs_loss(scores[[0, 1, 3]], labels[[0, 1, 3]], pseudo[[0, 1, 3]], 3)
+    torch.testing.assert_close(loss.detach(), only3.detach())

@@ -41,3 +41,48 @@ def test_an_explicit_warmup_covering_the_stage_is_warned_about():
 def test_a_cap_outside_zero_one_is_refused():
     with pytest.raises(ValueError, match="experts.warmup_max_fraction must be in"):
         train._warmup(stage(warmup_max_fraction=1.5), fake_train(10), "experts")
+
+
+def test_each_expert_counts_its_first_epoch_on_its_own_pool():
+    # UCF quick-sized pools: a rare class finishes its first epoch long before the largest one
+    sizes = torch.tensor([6, 30, 58])
+    cfg = stage(iterations=600, batch_abnormal=8)
+    assert train.warmup_per_pool(cfg, sizes, "experts").tolist() == [1, 4, 8]
+    # "all": the earlier behaviour, every expert waits for an epoch of every abnormal sample (94 / 8 -> 12)
+    assert train.warmup_per_pool(stage(iterations=600, batch_abnormal=8, warmup_pool="all"), sizes,
+                                 "experts").tolist() == [12, 12, 12]
+    with pytest.raises(ValueError, match="warmup_pool"):
+        train.warmup_per_pool(stage(warmup_pool="class"), sizes, "experts")
+
+
+def test_pseudo_labels_refresh_after_each_pools_first_epoch_then_every_period():
+    member = torch.tensor([[1, 0], [1, 1], [0, 1], [0, 0]], dtype=torch.bool)  # [N, P]: sample 3 is normal
+    store = train.PseudoLabels(4, 6, member, torch.tensor([2, 3]), 4, train.TGSConfig(), "cpu")
+    due = [i for i in range(12) if bool(store.due(i).any())]
+    assert due == [2, 3, 6, 7, 10, 11]
+    assert store.due(3).tolist() == [False, True]
+    calls = []
+
+    def scores(rows):  # [n] -> [n, S, P]: a peak at snippet 1 for pool 0, at snippet 4 for pool 1
+        calls.append(rows.tolist())
+        s = torch.zeros(len(rows), 6, 2)
+        s[:, 1, 0] = 1.0
+        s[:, 4, 1] = 1.0
+        return s
+
+    assert not store.refresh(1, scores) and calls == []
+    assert store.refresh(2, scores) and calls == [[0, 1]]  # only pool 0's samples are scored
+    assert store.targets[0, :, 0].argmax() == 1 and store.targets[1, :, 0].argmax() == 1
+    assert float(store.targets[:, :, 1].abs().sum()) == 0.0  # pool 1 still in its first epoch
+    store.refresh(3, scores)
+    assert store.targets[2, :, 1].argmax() == 4 and float(store.targets[0, :, 1].sum()) == 0.0  # not its member
+    assert float(store.targets[3].sum()) == 0.0  # a normal sample never gets a kernel
+    assert store.coverage() == 1.0 and int(store.refreshes) == 2
+
+
+def test_loss_trend_reads_a_flat_tail_as_flat_and_a_falling_one_as_falling():
+    flat = [{"total": 1.0 + 0.01 * (i % 2)} for i in range(50)]
+    falling = [{"total": 2.0 - 0.03 * i} for i in range(50)]
+    assert abs(train.loss_trend(flat)) < 0.05
+    assert train.loss_trend(falling) < -0.2
+    assert train.loss_trend(flat[:2]) is None
