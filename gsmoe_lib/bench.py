@@ -10,7 +10,8 @@ What is measured (synthetic values throughout: speed does not depend on what the
               gathered from cached task-aware features, pseudo-labels precomputed (source "encoder")
     gate      one gate step on cached expert scores [128, 200, E] and features [128, 200, F]
     score     the 290 UCF-Crime test videos with their real lengths (T = floor(frames / 16), 69,364
-              snippets), 10 crops, features [C, T, D] held in host memory, scored three ways:
+              snippets), 10 crops, features [C, T, D] read per video from memory-mapped files (`TestSet`,
+              default on the CPU) or held in (pinned) host memory (default on CUDA), scored four ways:
                 urdmu_per_crop   UR-DMU, one crop per forward pass (what the official test script does)
                 urdmu_all_crops  UR-DMU, the 10 crops of a video in one pass
                 gsmoe            encoder + 13 experts + gate (`models.gsmoe.GSMoEModel`), all crops in one pass,
@@ -18,7 +19,13 @@ What is measured (synthetic values throughout: speed does not depend on what the
                 gsmoe_mean       the same with crops="mean": experts and gate once on crop-averaged features
               Videos are never batched together (attention spans the whole video, so padding would change
               the scores); the test order is kept; each video is copied to the device once, results stay on
-              the device until the end (no host synchronisation per video) and are read back once.
+              the device until the end (no host synchronisation per video) and are read back once. On the
+              CPU the modes are interleaved video by video (`score_interleaved`), so that a machine whose
+              speed drifts compares them on the same minutes; their ratio is given in wall and CPU time.
+    memory    peak host memory of scoring (urdmu_all_crops and gsmoe by default) on the memory-mapped test set
+              and on its longest video (6,749 snippets), each in a fresh python process (`memory_probe`):
+              resident memory once the model is built, the peak (getrusage), and the difference, "beyond";
+              on CUDA also torch.cuda.max_memory_allocated.
 
 The encoder and TGS steps call `train.urdmu_update` and `train.tgs_update`, the update steps of the stages,
 on batches drawn from a pool of samples already on the device, as `train.load_data` stages them.
@@ -28,11 +35,14 @@ gathers its batch from the pool exactly as training does, so its cost does not d
 Timing: `--warmup` untimed steps, then `--steps` timed ones. On CUDA each step is bracketed by CUDA events
 and the device is synchronised once after the timed region; on the CPU each step is timed with
 perf_counter. Memory: peak resident host memory of the process so far (getrusage, cumulative over the
-stages of a run) and the peak device memory of each stage (torch.cuda.max_memory_allocated, reset per stage).
+stages of a run: only the memory stage's fresh processes give one measurement's own peak) and the peak device
+memory of each stage (torch.cuda.max_memory_allocated, reset per stage). Long videos go through the models
+within `models.blocks.MemoryLimits` (recorded in the settings).
 
 `--small` shrinks every size so that the whole benchmark runs in seconds on a CPU (the test suite runs it).
 Options: `--amp none|bf16` (autocast), `--tf32` (TF32 matmuls and convolutions on CUDA), `--device`,
-`--score-modes` (which of the scoring modes above to time).
+`--score-modes` (which of the scoring modes above to time), `--features auto|mmap|memory`, `--memory-modes`,
+`--no-interleave`.
 The JSON holds the machine and versions (`runs.environment_record`), the settings, the load average
 before and after (timings on a shared machine are only as good as its load) and one record per measurement.
 """
@@ -41,11 +51,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import resource
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
@@ -55,6 +70,7 @@ import torch
 
 from gsmoe_lib import runs
 from gsmoe_lib.losses import k_for_length
+from gsmoe_lib.models.blocks import current_limits
 from gsmoe_lib.models.experts import Experts
 from gsmoe_lib.models.gate import Gate
 from gsmoe_lib.models.gsmoe import GSMoEModel
@@ -62,7 +78,7 @@ from gsmoe_lib.models.urdmu import URDMU
 from gsmoe_lib.tgs import TGSConfig, pseudo_labels
 from gsmoe_lib.train import TGSTrainingConfig, tgs_update, urdmu_update
 
-STAGES = ("encoder", "tgs", "experts", "gate", "score")
+STAGES = ("encoder", "tgs", "experts", "gate", "score", "memory")
 SCORE_MODES = ("urdmu_per_crop", "urdmu_all_crops", "gsmoe", "gsmoe_mean")
 ANNOTATIONS = Path(__file__).parent / "data" / "resources" / "ucf_crime" / "UCF_Annotation_urdmu_with_framecounts.txt"
 
@@ -333,24 +349,85 @@ def bench_gate(sizes: BenchSizes, device: torch.device, amp: str, steps: int, wa
 # Test-set scoring
 # ---------------------------------------------------------------------------------------------------
 
+FEATURE_SOURCES = ("auto", "mmap", "memory")
 
-def synthetic_test_set(sizes: BenchSizes, device: torch.device, gen: torch.Generator) -> list[torch.Tensor]:
-    """One host tensor [C, T, D] per test video (2.8 GB at paper size).
 
-    For CUDA the values are drawn on the GPU (much faster than on the host) and copied to pinned host memory,
-    so that the timed host-to-device copies can run asynchronously.
+class TestSet:
+    """The synthetic test set, one float32 array [C, T, D] per video (2.8 GB at paper size), read one at a time.
+
+    source "mmap": one .npy file per video in a folder, memory-mapped, read once and unmapped when its video is
+    scored, as `data.layouts.FeatureDataset.load` reads real features: the process never holds more than one
+    video's features. "memory": every video in host memory (pinned on CUDA, so that the copies to the device
+    run asynchronously; session 1's setting). `load(i)` gives video i as a host tensor [C, T, D].
     """
-    if device.type != "cuda":
-        return [torch.randn(sizes.crops, T, sizes.input_dim, generator=gen) for T in sizes.test_lengths]
-    cuda_gen = torch.Generator(device).manual_seed(int(torch.randint(2**31, (1,), generator=gen)))
-    videos = []
-    for T in sizes.test_lengths:
-        x = torch.empty(sizes.crops, T, sizes.input_dim, pin_memory=True)
-        videos.append(x.copy_(torch.randn(x.shape, device=device, generator=cuda_gen)))
-    return videos
+
+    def __init__(self, source: str, lengths: tuple[int, ...], videos: list[torch.Tensor] | None = None,
+                 folder: Path | None = None, owns_folder: bool = False) -> None:
+        self.source, self.lengths, self.videos, self.folder = source, lengths, videos, folder
+        self._owns_folder = owns_folder
+
+    @classmethod
+    def synthetic(cls, sizes: BenchSizes, device: torch.device, gen: torch.Generator, source: str,
+                  folder: str | Path | None = None) -> "TestSet":
+        """Random features of the lengths `sizes.test_lengths` (on CUDA drawn on the GPU, much faster)."""
+        lengths = tuple(sizes.test_lengths)
+        if source == "memory":
+            if device.type != "cuda":
+                return cls(source, lengths, [torch.randn(sizes.crops, T, sizes.input_dim, generator=gen)
+                                             for T in lengths])
+            cuda_gen = torch.Generator(device).manual_seed(int(torch.randint(2**31, (1,), generator=gen)))
+            videos = []
+            for T in lengths:
+                x = torch.empty(sizes.crops, T, sizes.input_dim, pin_memory=True)
+                videos.append(x.copy_(torch.randn(x.shape, device=device, generator=cuda_gen)))
+            return cls(source, lengths, videos)
+        if source != "mmap":
+            raise ValueError(f"unknown feature source {source!r}; expected one of {', '.join(FEATURE_SOURCES)}")
+        owns = folder is None
+        path = Path(folder) if folder is not None else Path(tempfile.mkdtemp(prefix="gsmoe-bench-test-set-"))
+        path.mkdir(parents=True, exist_ok=True)
+        for i, T in enumerate(lengths):
+            np.save(path / f"{i:04d}.npy", torch.randn(sizes.crops, T, sizes.input_dim, generator=gen).numpy())
+        return cls(source, lengths, folder=path, owns_folder=owns)
+
+    @classmethod
+    def open(cls, folder: str | Path, videos: list[int] | None = None) -> "TestSet":
+        """The memory-mapped test set a `synthetic(..., "mmap")` call wrote (`videos`: a subset, by index)."""
+        files = sorted(Path(folder).glob("*.npy"))
+        if not files:
+            raise FileNotFoundError(f"{folder}: no test-set .npy files (written by TestSet.synthetic)")
+        if videos is not None:
+            files = [files[i] for i in videos]
+        lengths = tuple(int(np.load(f, mmap_mode="r").shape[1]) for f in files)
+        ts = cls("mmap", lengths, folder=Path(folder))
+        ts._files = files
+        return ts
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def load(self, i: int) -> torch.Tensor:
+        if self.videos is not None:
+            return self.videos[i]
+        files = getattr(self, "_files", None) or sorted(self.folder.glob("*.npy"))
+        self._files = files
+        mapped = np.load(files[i], mmap_mode="r")  # [C, T, D], nothing read yet
+        x = torch.from_numpy(np.array(mapped))  # read once; the map is closed when `mapped` goes
+        del mapped
+        return x
+
+    def close(self) -> None:
+        """Remove the folder of a memory-mapped test set this object created."""
+        if self._owns_folder and self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self._owns_folder = False
 
 
-def score_test_set(score_video: Callable[[torch.Tensor], torch.Tensor], videos: list[torch.Tensor],
+def _video(videos: Sequence[torch.Tensor] | TestSet, i: int) -> torch.Tensor:
+    return videos.load(i) if isinstance(videos, TestSet) else videos[i]
+
+
+def score_test_set(score_video: Callable[[torch.Tensor], torch.Tensor], videos: Sequence[torch.Tensor] | TestSet,
                    device: torch.device) -> tuple[list[np.ndarray], float]:
     """Score every video in order: (scores [T] per video on the host, seconds from host features to host scores).
 
@@ -360,16 +437,33 @@ def score_test_set(score_video: Callable[[torch.Tensor], torch.Tensor], videos: 
         torch.cuda.synchronize(device)
     t0 = time.perf_counter()
     with torch.inference_mode():
-        out = [score_video(x.to(device, non_blocking=True)) for x in videos]
+        out = [score_video(_video(videos, i).to(device, non_blocking=True)) for i in range(len(videos))]
         lengths = [len(s) for s in out]
         flat = torch.cat(out).float().cpu().numpy()  # one read-back (synchronises)
     seconds = time.perf_counter() - t0
     return list(np.split(flat, np.cumsum(lengths)[:-1])), seconds
 
 
-def bench_scoring(sizes: BenchSizes, device: torch.device, amp: str, warmup: int, gen: torch.Generator,
-                  modes: tuple[str, ...] = SCORE_MODES) -> dict[str, Any]:
-    videos = synthetic_test_set(sizes, device, gen)
+def score_interleaved(functions: dict[str, Callable[[torch.Tensor], torch.Tensor]],
+                      videos: Sequence[torch.Tensor] | TestSet) -> dict[str, dict[str, Any]]:
+    """CPU only: every video scored by each function in turn, each timed on its own (wall and CPU seconds).
+
+    On a machine whose speed drifts from minute to minute, this compares the functions on the same minutes;
+    each function's time includes reading its copy of the video. mode -> {"scores", "total_s", "cpu_s"}.
+    """
+    out = {mode: {"scores": [], "total_s": 0.0, "cpu_s": 0.0} for mode in functions}
+    with torch.inference_mode():
+        for i in range(len(videos)):
+            for mode, fn in functions.items():
+                wall0, cpu0 = time.perf_counter(), time.process_time()
+                out[mode]["scores"].append(fn(_video(videos, i)).float().numpy())
+                out[mode]["cpu_s"] += time.process_time() - cpu0
+                out[mode]["total_s"] += time.perf_counter() - wall0
+    return out
+
+
+def scoring_functions(sizes: BenchSizes, device: torch.device, amp: str) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+    """mode -> score_video(x [C, T, D] on the device) -> [T], for every mode of SCORE_MODES (fresh random weights)."""
     encoder = sizes.encoder().to(device).eval()
     full = GSMoEModel(encoder, sizes.experts(), sizes.gate()).to(device).eval()
     full_mean = GSMoEModel(full.encoder, full.experts, full.gate, crops="mean").eval()  # same weights
@@ -390,30 +484,143 @@ def bench_scoring(sizes: BenchSizes, device: torch.device, amp: str, warmup: int
         with _autocast(device, amp):
             return full_mean(x[None]).scores[0].float()
 
-    functions = {"urdmu_per_crop": per_crop, "urdmu_all_crops": all_crops, "gsmoe": gsmoe, "gsmoe_mean": gsmoe_mean}
-    snippets = sum(sizes.test_lengths)
+    return {"urdmu_per_crop": per_crop, "urdmu_all_crops": all_crops, "gsmoe": gsmoe, "gsmoe_mean": gsmoe_mean}
+
+
+def bench_scoring(sizes: BenchSizes, device: torch.device, amp: str, warmup: int, gen: torch.Generator,
+                  modes: tuple[str, ...] = SCORE_MODES, test_set: TestSet | None = None,
+                  interleave: bool | None = None) -> dict[str, Any]:
+    """Score the test set with each mode. interleave (default: on the CPU): `score_interleaved`; on CUDA each
+    mode scores the whole set in turn, with no host synchronisation per video."""
+    own = test_set is None
+    videos = test_set or TestSet.synthetic(sizes, device, gen, "memory" if device.type == "cuda" else "mmap")
+    interleave = device.type == "cpu" if interleave is None else interleave
+    if interleave and device.type != "cpu":
+        raise ValueError("interleaved scoring times each video on the host: CPU only")
+    try:
+        functions = {mode: fn for mode, fn in scoring_functions(sizes, device, amp).items() if mode in modes}
+        snippets = sum(videos.lengths)
+        by_length = sorted(range(len(videos)), key=lambda i: videos.lengths[i])
+        warm = [videos.load(i) for i in by_length[len(videos) // 2 : len(videos) // 2 + warmup]]  # mid-length
+        for fn in functions.values():
+            if warm:
+                score_test_set(fn, warm, device)
+        timed: dict[str, dict[str, Any]] = {}
+        if interleave:
+            timed = score_interleaved(functions, videos)
+        else:
+            for mode, fn in functions.items():
+                _reset_device_peak(device)
+                cpu0 = time.process_time()
+                scores, seconds = score_test_set(fn, videos, device)
+                # all threads: on a shared machine wall time overstates the work
+                timed[mode] = {"scores": scores, "total_s": seconds, "cpu_s": time.process_time() - cpu0,
+                               "device_peak_mb": _device_peak_mb(device)}
+        results: dict[str, Any] = {}
+        for mode, t in timed.items():
+            if [len(s) for s in t["scores"]] != list(videos.lengths):
+                raise RuntimeError(f"scoring mode {mode}: got {len(t['scores'])} videos of the wrong lengths")
+            results[f"score_{mode}"] = {
+                "total_s": t["total_s"], "cpu_s": t["cpu_s"], "snippets_per_s": snippets / t["total_s"],
+                "videos": len(videos), "snippets": snippets, "crops": sizes.crops, "features": videos.source,
+                "interleaved": interleave, "host_peak_mb": _host_peak_mb(),
+                "device_peak_mb": t.get("device_peak_mb"),
+            }
+        for mode in ("gsmoe", "gsmoe_mean"):
+            if "urdmu_all_crops" in modes and mode in modes:
+                r, base = results[f"score_{mode}"], results["score_urdmu_all_crops"]
+                r["vs_urdmu_all_crops"] = r["total_s"] / base["total_s"]
+                r["vs_urdmu_all_crops_cpu"] = r["cpu_s"] / base["cpu_s"]
+        return results
+    finally:
+        if own:
+            videos.close()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Peak memory of scoring, one fresh process per measurement
+# ---------------------------------------------------------------------------------------------------
+
+MEMORY_MODES = ("urdmu_all_crops", "gsmoe")  # measured by default (any of SCORE_MODES can be asked for)
+MEMORY_SETS = ("test_set", "longest_video")
+
+
+def _rss_mb() -> float:
+    """Resident memory of this process now (Linux /proc; elsewhere the peak so far, an upper bound)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return _host_peak_mb()
+
+
+def memory_probe(spec: dict[str, Any]) -> dict[str, Any]:
+    """Score a memory-mapped test set with one mode in THIS process and report its memory (run it in a fresh one).
+
+    spec: mode, folder (a `TestSet.synthetic(..., "mmap")` folder), videos (indices or None), small, device,
+    amp, seed, threads. Host: the resident memory once the model is built (`baseline_mb`), the process's peak
+    (`peak_mb`, getrusage), and `beyond_mb` = peak - baseline, the memory scoring needs beyond the process and
+    the model. The features are read one video at a time, so the video in hand is part of beyond_mb.
+    Device: torch.cuda.max_memory_allocated during scoring, and its baseline (the weights).
+    """
+    if spec.get("threads"):
+        torch.set_num_threads(int(spec["threads"]))
+    device = torch.device(spec["device"])
+    runs.seed_everything(int(spec.get("seed", 0)))
+    sizes = BenchSizes.small() if spec.get("small") else BenchSizes()
+    fn = scoring_functions(sizes, device, spec.get("amp", "none"))[spec["mode"]]
+    videos = TestSet.open(spec["folder"], spec.get("videos"))
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        device_base = torch.cuda.memory_allocated(device) / 2**20
+        torch.cuda.reset_peak_memory_stats(device)
+    baseline, peak_before = _rss_mb(), _host_peak_mb()
+    _, seconds = score_test_set(fn, videos, device)
+    peak = _host_peak_mb()
+    # If scoring never rose above the peak reached while importing and building, beyond_mb is an upper bound.
+    return {"mode": spec["mode"], "videos": len(videos), "snippets": sum(videos.lengths), "max_T": max(videos.lengths),
+            "baseline_mb": baseline, "peak_before_scoring_mb": peak_before, "peak_mb": peak,
+            "beyond_mb": max(0.0, peak - baseline), "seconds": seconds,
+            "device_peak_mb": _device_peak_mb(device),
+            "device_baseline_mb": device_base if device.type == "cuda" else None}
+
+
+def bench_memory(sizes: BenchSizes, device: torch.device, amp: str, gen: torch.Generator, seed: int,
+                 modes: tuple[str, ...] = MEMORY_MODES, test_set: TestSet | None = None,
+                 small: bool = False) -> dict[str, Any]:
+    """Peak memory of scoring the test set and its longest video, per mode, each in a fresh python process."""
+    own = test_set is None
+    videos = test_set or TestSet.synthetic(sizes, device, gen, "mmap")
+    if videos.source != "mmap":
+        raise ValueError("the memory stage reads a memory-mapped test set (features 'mmap')")
+    longest = max(range(len(videos)), key=lambda i: videos.lengths[i])
     results: dict[str, Any] = {}
-    for mode in modes:
-        fn = functions[mode]
-        warm = sorted(videos, key=lambda v: v.shape[1])[len(videos) // 2 : len(videos) // 2 + warmup]  # mid-length
-        if warm:
-            score_test_set(fn, warm, device)
-        _reset_device_peak(device)
-        cpu0 = time.process_time()
-        scores, seconds = score_test_set(fn, videos, device)
-        cpu_s = time.process_time() - cpu0  # all threads: on a shared machine wall time overstates the work
-        if [len(s) for s in scores] != list(sizes.test_lengths):
-            raise RuntimeError(f"scoring mode {mode}: got {len(scores)} videos of the wrong lengths")
-        results[f"score_{mode}"] = {
-            "total_s": seconds, "cpu_s": cpu_s, "snippets_per_s": snippets / seconds, "videos": len(videos),
-            "snippets": snippets,
-            "crops": sizes.crops, "host_peak_mb": _host_peak_mb(), "device_peak_mb": _device_peak_mb(device),
-        }
-    for mode in ("gsmoe", "gsmoe_mean"):
-        if "urdmu_all_crops" in modes and mode in modes:
-            results[f"score_{mode}"]["vs_urdmu_all_crops"] = (
-                results[f"score_{mode}"]["total_s"] / results["score_urdmu_all_crops"]["total_s"])
+    try:
+        for mode in modes:
+            for which, indices in (("test_set", None), ("longest_video", [longest])):
+                spec = {"mode": mode, "folder": str(videos.folder), "videos": indices, "small": small,
+                        "device": str(device), "amp": amp, "seed": seed, "threads": torch.get_num_threads()}
+                cmd = [sys.executable, "-m", "gsmoe_lib.bench", "--memory-probe", json.dumps(spec)]
+                proc = subprocess.run(cmd, capture_output=True, text=True, env=_child_env())
+                lines = proc.stdout.strip().splitlines()
+                if proc.returncode != 0 or not lines:
+                    raise RuntimeError(f"memory probe {mode} on the {which.replace('_', ' ')} failed "
+                                       f"(exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
+                results[f"memory_{mode}_{which}"] = json.loads(lines[-1]) | {
+                    "features_mb": sum(videos.lengths) * sizes.crops * sizes.input_dim * 4 / 2**20
+                    if which == "test_set" else videos.lengths[longest] * sizes.crops * sizes.input_dim * 4 / 2**20}
+    finally:
+        if own:
+            videos.close()
     return results
+
+
+def _child_env() -> dict[str, str]:
+    """The environment of a probe: this one, with the project importable whatever the working directory."""
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -423,8 +630,15 @@ def bench_scoring(sizes: BenchSizes, device: torch.device, amp: str, warmup: int
 
 def run_benchmark(device: str = "cpu", amp: str = "none", tf32: bool = False, steps: int = 5, warmup: int = 2,
                   stages: tuple[str, ...] = STAGES, small: bool = False, seed: int = 0,
-                  sizes: BenchSizes | None = None, score_modes: tuple[str, ...] = SCORE_MODES) -> dict[str, Any]:
-    """Run the chosen stages and return the JSON-ready record (environment, settings, results)."""
+                  sizes: BenchSizes | None = None, score_modes: tuple[str, ...] = SCORE_MODES,
+                  features: str = "auto", memory_modes: tuple[str, ...] = MEMORY_MODES,
+                  interleave: bool | None = None) -> dict[str, Any]:
+    """Run the chosen stages and return the JSON-ready record (environment, settings, results).
+
+    features: where the scoring stage reads the test set ("auto": "mmap" on the CPU, pinned "memory" on CUDA;
+    the memory stage always reads it memory-mapped). interleave: time the scoring modes video by video
+    (default on the CPU; `score_interleaved`).
+    """
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
         raise ValueError(f"unknown benchmark stages {unknown}; expected a subset of {', '.join(STAGES)}")
@@ -434,6 +648,11 @@ def run_benchmark(device: str = "cpu", amp: str = "none", tf32: bool = False, st
     if bad_modes or not score_modes:
         raise ValueError(f"unknown scoring modes {bad_modes or '(none)'}; "
                          f"expected a subset of {', '.join(SCORE_MODES)}")
+    bad_memory = [m for m in memory_modes if m not in SCORE_MODES]
+    if bad_memory or not memory_modes:
+        raise ValueError(f"unknown memory modes {bad_memory or '(none)'}; expected a subset of {', '.join(SCORE_MODES)}")
+    if features not in FEATURE_SOURCES:
+        raise ValueError(f"unknown feature source {features!r}; expected one of {', '.join(FEATURE_SOURCES)}")
     if steps < 1 or warmup < 0:
         raise ValueError(f"need steps >= 1 and warmup >= 0, got steps={steps}, warmup={warmup}")
     dev = torch.device(device)
@@ -446,6 +665,8 @@ def run_benchmark(device: str = "cpu", amp: str = "none", tf32: bool = False, st
         "environment": runs.environment_record(seed, device),
         "settings": {"device": device, "amp": amp, "tf32": tf32, "steps": steps, "warmup": warmup,
                      "stages": list(stages), "score_modes": list(score_modes), "small": small,
+                     "features": features, "memory_modes": list(memory_modes), "interleave": interleave,
+                     "memory_limits": asdict(current_limits()),
                      "sizes": asdict(replace(sizes, test_lengths=()))
                      | {"test_videos": len(sizes.test_lengths), "test_snippets": sum(sizes.test_lengths)}},
         "load_average_before": list(os.getloadavg()),
@@ -453,18 +674,33 @@ def run_benchmark(device: str = "cpu", amp: str = "none", tf32: bool = False, st
         "results": {},
     }
     results = record["results"]
-    with tf32_matmuls(tf32):
-        for stage in stages:
-            if stage == "encoder":
-                results["encoder"] = bench_encoder(sizes, dev, amp, steps, warmup, gen)
-            elif stage == "tgs":
-                results["tgs"], results["tgs_pseudo_labels"] = bench_tgs(sizes, dev, amp, steps, warmup, gen)
-            elif stage == "experts":
-                results["experts"] = bench_experts(sizes, dev, amp, steps, warmup, gen)
-            elif stage == "gate":
-                results["gate"] = bench_gate(sizes, dev, amp, steps, warmup, gen)
-            else:
-                results.update(bench_scoring(sizes, dev, amp, warmup, gen, score_modes))
+    source = ("memory" if dev.type == "cuda" else "mmap") if features == "auto" else features
+    test_sets: dict[str, TestSet] = {}  # by source, written once for the scoring and memory stages
+
+    def test_set(kind: str) -> TestSet:
+        if kind not in test_sets:
+            test_sets[kind] = TestSet.synthetic(sizes, dev, gen, kind)
+        return test_sets[kind]
+
+    try:
+        with tf32_matmuls(tf32):
+            for stage in stages:
+                if stage == "encoder":
+                    results["encoder"] = bench_encoder(sizes, dev, amp, steps, warmup, gen)
+                elif stage == "tgs":
+                    results["tgs"], results["tgs_pseudo_labels"] = bench_tgs(sizes, dev, amp, steps, warmup, gen)
+                elif stage == "experts":
+                    results["experts"] = bench_experts(sizes, dev, amp, steps, warmup, gen)
+                elif stage == "gate":
+                    results["gate"] = bench_gate(sizes, dev, amp, steps, warmup, gen)
+                elif stage == "score":
+                    results.update(bench_scoring(sizes, dev, amp, warmup, gen, score_modes, test_set(source),
+                                                 interleave))
+                else:
+                    results.update(bench_memory(sizes, dev, amp, gen, seed, memory_modes, test_set("mmap"), small))
+    finally:
+        for ts in test_sets.values():
+            ts.close()
     record["load_average_after"] = list(os.getloadavg())
     return record
 
@@ -488,9 +724,15 @@ def format_table(record: dict[str, Any]) -> str:
             lines.append(f"{name + ' step':28s} {r['step_s'] * 1000:10.1f}ms {r['videos_per_s']:14.1f} videos/s "
                          f"{mem(r)}")
         elif "total_s" in r:
-            extra = f"  ({r['vs_urdmu_all_crops']:.2f}x UR-DMU all crops)" if "vs_urdmu_all_crops" in r else ""
+            extra = (f"  ({r['vs_urdmu_all_crops']:.2f}x UR-DMU all crops, {r['vs_urdmu_all_crops_cpu']:.2f}x "
+                     "in CPU time)" if "vs_urdmu_all_crops" in r else "")
             lines.append(f"{name:28s} {r['total_s']:11.2f}s {r['snippets_per_s']:12.0f} snippets/s "
                          f"{mem(r)}{extra}")
+        elif name.startswith("memory_"):
+            dev = r.get("device_peak_mb")
+            lines.append(f"{name:42s} beyond {r['beyond_mb']:7.0f}MB (peak {r['peak_mb']:.0f}, baseline "
+                         f"{r['baseline_mb']:.0f}, features {r['features_mb']:.0f})"
+                         + ("" if dev is None else f"  device peak {dev:.0f}MB") + f"  {r['seconds']:.1f}s")
         elif name == "tgs_pseudo_labels":
             for key in ("tgs_batch", "experts_batch_self"):
                 p = r[key]
@@ -508,6 +750,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stages", default=",".join(STAGES), help="comma-separated subset of " + ",".join(STAGES))
     parser.add_argument("--score-modes", default=",".join(SCORE_MODES),
                         help="comma-separated subset of " + ",".join(SCORE_MODES) + " (the score stage)")
+    parser.add_argument("--features", choices=FEATURE_SOURCES, default="auto",
+                        help="scoring reads the test set memory-mapped per video or from host memory "
+                             "(auto: mmap on the CPU, pinned memory on CUDA)")
+    parser.add_argument("--memory-modes", default=",".join(MEMORY_MODES),
+                        help="scoring modes whose peak memory the memory stage measures (one process each)")
+    parser.add_argument("--no-interleave", action="store_true",
+                        help="on the CPU, score the whole set with one mode after the other (not video by video)")
+    parser.add_argument("--memory-probe", default=None, help=argparse.SUPPRESS)  # internal: one memory measurement
     parser.add_argument("--small", action="store_true", help="tiny sizes that run in seconds (the tests use it)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
@@ -518,9 +768,14 @@ def run(args: argparse.Namespace) -> int:
     stages = tuple(s for s in args.stages.split(",") if s)
     if args.threads is not None:
         torch.set_num_threads(args.threads)  # before the environment record, which reports it
+    if args.memory_probe:  # a child of the memory stage: one JSON line on stdout
+        print(json.dumps(memory_probe(json.loads(args.memory_probe))))
+        return 0
     modes = tuple(m for m in args.score_modes.split(",") if m)  # a bad value raises: cli.main reports it
+    memory_modes = tuple(m for m in args.memory_modes.split(",") if m)
     record = run_benchmark(args.device, args.amp, args.tf32, args.steps, args.warmup, stages, args.small, args.seed,
-                           score_modes=modes)
+                           score_modes=modes, features=args.features, memory_modes=memory_modes,
+                           interleave=False if args.no_interleave else None)
     print(format_table(record))
     if args.json:
         runs.write_json(args.json, record)

@@ -10,6 +10,7 @@ from gsmoe_lib import bench, cli
 
 TRAINING = ("encoder", "tgs", "experts", "gate")
 SCORING = ("score_urdmu_per_crop", "score_urdmu_all_crops", "score_gsmoe", "score_gsmoe_mean")
+MEMORY = tuple(f"memory_{m}_{s}" for m in bench.MEMORY_MODES for s in bench.MEMORY_SETS)
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +28,7 @@ def record(tmp_path_factory):
 
 def test_json_has_every_measurement_with_positive_times(record):
     results = record["results"]
-    assert set(results) == {*TRAINING, "tgs_pseudo_labels", *SCORING}
+    assert set(results) == {*TRAINING, "tgs_pseudo_labels", *SCORING, *MEMORY}
     for name in TRAINING:
         r = results[name]
         assert r["steps"] == 2
@@ -43,9 +44,48 @@ def test_json_has_every_measurement_with_positive_times(record):
         assert r["snippets"] == sum(small.test_lengths) and r["videos"] == len(small.test_lengths)
         assert r["snippets_per_s"] == pytest.approx(r["snippets"] / r["total_s"])
     assert results["score_gsmoe"]["vs_urdmu_all_crops"] > 0 and results["score_gsmoe_mean"]["vs_urdmu_all_crops"] > 0
+    assert results["score_gsmoe"]["interleaved"] and results["score_gsmoe"]["features"] == "mmap"  # CPU defaults
     pseudo = results["tgs_pseudo_labels"]
     assert pseudo["tgs_batch"]["curves"] == small.batch_normal + small.batch_abnormal
     assert pseudo["tgs_batch"]["call_s"] > 0 and pseudo["fraction_of_tgs_step"] > 0
+
+
+def test_memory_stage_measures_each_mode_in_its_own_process(record):
+    results, small = record["results"], bench.BenchSizes.small()
+    for mode in bench.MEMORY_MODES:
+        whole, longest = results[f"memory_{mode}_test_set"], results[f"memory_{mode}_longest_video"]
+        assert (whole["videos"], whole["snippets"]) == (len(small.test_lengths), sum(small.test_lengths))
+        assert (longest["videos"], longest["max_T"]) == (1, max(small.test_lengths))
+        for r in (whole, longest):
+            assert r["mode"] == mode and r["seconds"] > 0 and r["device_peak_mb"] is None
+            assert 0 < r["baseline_mb"] <= r["peak_mb"] and r["beyond_mb"] == pytest.approx(r["peak_mb"] - r["baseline_mb"])
+            # a fresh process: its peak is far below this test process's, which holds every earlier stage
+            assert r["peak_mb"] < 4000
+    assert whole["features_mb"] == pytest.approx(sum(small.test_lengths) * small.crops * small.input_dim * 4 / 2**20)
+
+
+def test_memory_mapped_test_set_reads_one_video_at_a_time(tmp_path):
+    sizes = bench.BenchSizes.small()
+    ts = bench.TestSet.synthetic(sizes, torch.device("cpu"), torch.Generator().manual_seed(0), "mmap", tmp_path)
+    assert ts.lengths == sizes.test_lengths and len(list(tmp_path.glob("*.npy"))) == len(sizes.test_lengths)
+    x = ts.load(2)
+    assert tuple(x.shape) == (sizes.crops, sizes.test_lengths[2], sizes.input_dim) and x.dtype == torch.float32
+    assert not isinstance(x.numpy(), np.memmap) and x.numpy().flags.writeable  # a copy, the map is closed
+    again = bench.TestSet.open(tmp_path, videos=[2])
+    assert again.lengths == (sizes.test_lengths[2],) and torch.equal(again.load(0), x)
+    ts.close()
+    assert tmp_path.exists()  # a folder the caller gave is the caller's to remove
+
+
+def test_interleaved_scoring_gives_the_sequential_scores():
+    videos = [torch.randn(2, t, 3) for t in (5, 1, 7)]
+    functions = {"a": lambda x: x.mean((0, 2)), "b": lambda x: x[0, :, 0] * 3}
+    timed = bench.score_interleaved(functions, videos)
+    for mode, fn in functions.items():
+        sequential, _ = bench.score_test_set(fn, videos, torch.device("cpu"))
+        assert timed[mode]["total_s"] > 0 and timed[mode]["cpu_s"] >= 0
+        for a, b in zip(timed[mode]["scores"], sequential):
+            np.testing.assert_array_equal(a, b)
 
 
 def test_record_names_machine_versions_and_settings(record):
