@@ -1,7 +1,8 @@
 """How the numeric precision moves the metrics and the wall time of the whole pipeline (issue 5).
 
-Trains the four stages (encoder, TGS fine-tuning, experts, gate) once per (precision, seed) on a synthetic
-dataset and reports every stage's test metrics and seconds, then the mean and standard deviation over the
+Trains the four stages (encoder, TGS fine-tuning, experts, gate) and the reference Sultani MIL detector
+(`train.REFERENCE_STAGES`) once per (precision, seed) on a synthetic dataset and reports every stage's test
+metrics and seconds, then the mean and standard deviation over the
 seeds and the difference to fp32. Precisions:
 
     none   fp32 everywhere (the default of `gsmoe train`)
@@ -38,11 +39,12 @@ from gsmoe_lib.data.synthetic import synthesize
 
 PRECISIONS = ("none", "bf16", "tf32")
 METRICS = ("auc", "auc_abnormal", "ap", "ap_abnormal")
+MEASURED_STAGES = train.STAGES + train.REFERENCE_STAGES  # the Sultani MIL floor beside GS-MoE's stages
 
 
 def measure_one(cfg: train.PipelineConfig, run_dir: str | Path, precision: str, data: train.Data | None = None,
                 ) -> dict[str, Any]:
-    """Train (or load) the four stages of one run; stage -> {metrics in percent, seconds, loaded}."""
+    """Train (or load) the stages of one run (MEASURED_STAGES); stage -> {metrics in percent, seconds, loaded}."""
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}")
     if precision == "tf32" and torch.device(cfg.device).type != "cuda":
@@ -58,6 +60,11 @@ def measure_one(cfg: train.PipelineConfig, run_dir: str | Path, precision: str, 
             res = train.run_pipeline(cfg, run_dir, train.STAGES[: i + 1], progress=False, data=data)[stage]
             stages[stage] = {"seconds": time.perf_counter() - t, "loaded": res.skipped,
                              **{k: 100.0 * float(res.metrics[k]) for k in METRICS}}
+        for stage in train.REFERENCE_STAGES:  # independent of the stages above: timed on its own
+            t = time.perf_counter()
+            res = train.run_pipeline(cfg, run_dir, (stage,), progress=False, data=data)[stage]
+            stages[stage] = {"seconds": time.perf_counter() - t, "loaded": res.skipped,
+                             **{k: 100.0 * float(res.metrics[k]) for k in METRICS}}
     return stages
 
 
@@ -71,7 +78,7 @@ def summarise(records: list[dict[str, Any]], baseline: str = "none") -> dict[str
     for p in precisions:
         rows = [r for r in records if r["precision"] == p]
         out[p] = {}
-        for stage in train.STAGES:
+        for stage in MEASURED_STAGES:
             out[p][stage] = {}
             for key in (*METRICS, "seconds"):
                 values = [r["stages"][stage][key] for r in rows]
@@ -79,7 +86,7 @@ def summarise(records: list[dict[str, Any]], baseline: str = "none") -> dict[str
                                       "std": statistics.stdev(values) if len(values) > 1 else 0.0}
     if baseline in out:
         for p in precisions:
-            for stage in train.STAGES:
+            for stage in MEASURED_STAGES:
                 for key, cell in out[p][stage].items():
                     cell["delta"] = cell["mean"] - out[baseline][stage][key]["mean"]
     return out
