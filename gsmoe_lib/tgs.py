@@ -15,9 +15,16 @@ What the paper leaves open, and what we decided (every choice is a `TGSConfig` f
 
 - **Peak detection.** The paper does not say how peaks and widths are found. We use
   `scipy.signal.find_peaks` with a prominence threshold (`prominence`, 0.1), a minimum peak score
-  (`min_height`, 0.2: every kernel is 1 at its peak, so without it a noise bump of a quiet stretch,
-  say 0.03 -> 0.13, would get a target of 1) and `min_distance`; then `scipy.signal.peak_widths` at
-  `rel_height` (0.5: the width at half prominence).
+  (`min_height`, 0.2: every kernel is 1 at its peak, so without it a noise bump of a quiet stretch
+  would get a target of 1) and `min_distance`; then `scipy.signal.peak_widths` at `rel_height` (0.5:
+  the width at half prominence).
+  **Scale.** With `scale="video"` (default) each curve is first rescaled to [0, 1] by its own minimum and
+  maximum (`detection_curve`), so these thresholds are fractions of the video's score range, not absolute
+  scores. Eq. 5 renders every kernel to 1 at its peak anyway, so the level of the teacher's scores carries
+  no information TGS uses; with absolute thresholds a teacher that scores low (XD quick: peaks at 0.19; the
+  tiny profile: 0.002; bf16 runs) gave no kernel at all, every target was 0, and the stage learned to score
+  0 everywhere. For a well-trained teacher (scores spanning about [0, 1]) the two scales agree.
+  `scale="absolute"` keeps the earlier rule. A curve flatter than `min_range` gets no kernel.
   find_peaks never reports the first or last sample, so an anomaly at the very start or end of a video
   would be missed; with `edge_peaks=True` the curve is padded on both sides with its own minimum first
   (a flat curve still has no peak, a curve falling from its first snippet has a peak there).
@@ -44,10 +51,13 @@ What the paper leaves open, and what we decided (every choice is a `TGSConfig` f
   video, the literal reading of a norm; `"clamp"` clips it to [0, 1] instead (overlapping kernels then
   saturate at 1 rather than lowering the other peaks). Every f_i is 1 at its own peak, so either way
   the highest point of ŷ is 1 when there is at least one kernel, and ŷ = 0 when there is none.
-- **Whose scores.** `source="self"` builds pseudo-labels from the scores of the model being trained,
-  `"encoder"` (default) from a frozen task encoder's scores, computed once. Self-training collapses on
-  the quick profile (see gsmoe_lib/train.py's docstring for the measurement). This module only computes
-  pseudo-labels from the scores it is given; the trainer reads the flag to decide which scores to give it.
+- **Whose scores.** The paper: "the Gaussian kernels are extracted from the abnormal scores produced by
+  the model". `source="encoder"` (default) splats a frozen teacher's scores, computed once (the MIL encoder
+  for TGS fine-tuning, the TGS encoder for the experts and the gate); `"refresh"` the stage's own eval-mode
+  scores, recomputed once per epoch after its first epoch; `"teacher-refresh"` the teacher's first, then the
+  stage's own; `"self"` each training step's own scores. The default was chosen by measurement (README,
+  "Results": with "refresh" the XD TGS stage collapses and the UCF gate falls to chance). This module
+  only computes pseudo-labels from the scores it is given; the trainer reads the flag.
 
 Scores are probabilities (sigmoid outputs) throughout. Everything here except `tgs_loss` is host-side
 numpy: find_peaks is 1-D, so videos are looped over for detection, then the kernels of all peaks of all
