@@ -576,3 +576,71 @@ def collapse_over_seeds(per_seed: Sequence[Mapping[str, Mapping[str, Any]]]) -> 
                   "collapsed_seeds": int(sum(bool(r["collapsed"]) for r in rows)),
                   "n_seeds": len(rows), "per_seed_std": stds}
     return out
+
+
+OPTION_LABELS = {  # benchmarks/moe_options.py's groups and variants
+    "D0": "defaults (frozen-teacher pseudo-labels)",
+    "neg": "extension: other classes as experts' negatives",
+    "fd": "extension: gate feature dropout",
+    "R": "pseudo-labels refreshed from each stage's own scores",
+    "TR": "teacher first, then refreshed (experts, gate)",
+    "A": "refresh (session 4, encoder lr 1e-4)",
+    "B": "frozen teacher (session 4, encoder lr 1e-4)",
+    "O": "the earlier recipe (session 3)",
+    "C": "refresh + other-class negatives (lr 1e-4)",
+    "D": "refresh + gate feature dropout (lr 1e-4)",
+}
+
+
+def options_table(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Mean ± std over seeds of `benchmarks/moe_options.py` records: one row per (dataset, option, stage).
+
+    records: the list in its gpu_exp.json, each {"ds", "seed", "group", <option>: {stage: metrics, "diag": ...}}.
+    Columns (percent, or AUC points for the diagnostics): AUC, AUC_A, AP, AP_A, the test-score std, and for the
+    gate row the own-expert advantage, the classes where it is positive, and Table 4's masking drop by zero /
+    by mean. A stage whose test-score std is below `metrics.COLLAPSE_STD` on some seed is marked collapsed.
+    """
+    from gsmoe_lib.metrics import COLLAPSE_STD
+
+    acc: dict[tuple[str, str, str], dict[str, list[float]]] = {}
+    for rec in records:
+        if "error" in rec:
+            continue
+        for option, block in rec.items():
+            if not isinstance(block, Mapping) or "diag" not in block:
+                continue
+            for stage in ("encoder", "tgs", "experts", "gate"):
+                m = block.get(stage)
+                if not m:
+                    continue
+                row = acc.setdefault((rec["ds"], option, stage), {})
+                for key in ("auc", "auc_abnormal", "ap", "ap_abnormal"):
+                    row.setdefault(key, []).append(100.0 * m[key])
+                row.setdefault("score_std", []).append(m["score_std"])
+                if stage == "gate":
+                    adv = block["diag"].get("advantage")
+                    if adv:
+                        row.setdefault("advantage", []).append(adv["mean"])
+                        row.setdefault("positive", []).append(adv["n_positive"])
+                        row.setdefault("classes", []).append(adv["n_classes"])
+                    for fill, drop in (block["diag"].get("masking_drop") or {}).items():
+                        row.setdefault(f"mask_{fill}", []).append(drop)
+
+    def cell(values: list[float]) -> str:
+        return f"{np.mean(values):.2f} ± {np.std(values, ddof=1):.2f}" if len(values) > 1 else f"{values[0]:.2f}"
+
+    rows = []
+    for (ds, option, stage), v in sorted(acc.items(), key=lambda kv: (kv[0][0], list(OPTION_LABELS).index(kv[0][1])
+                                                                     if kv[0][1] in OPTION_LABELS else 99,
+                                                                     ("encoder", "tgs", "experts", "gate").index(kv[0][2]))):
+        row = {"dataset": ds, "option": OPTION_LABELS.get(option, option), "stage": stage, "seeds": len(v["auc"]),
+               **{k: cell(v[k]) for k in ("auc", "auc_abnormal", "ap", "ap_abnormal")},
+               "status": "collapsed" if min(v["score_std"]) < COLLAPSE_STD else "ok"}
+        if "advantage" in v:
+            row["own-expert advantage"] = cell(v["advantage"])
+            row["classes positive"] = f"{np.mean(v['positive']):.1f} / {v['classes'][0]}"
+        for fill in ("zero", "mean"):
+            if f"mask_{fill}" in v:
+                row[f"masking drop ({fill})"] = cell(v[f"mask_{fill}"])
+        rows.append(row)
+    return pd.DataFrame(rows).fillna("")
