@@ -23,6 +23,8 @@ reproduce: setup
 test: setup
 	$(PY) -m pytest tests $(ARGS)
 
+# The notebooks' defaults name the run `make reproduce` writes (runs/reproduce, data/ under the project root),
+# so after it, Run All loads its finished stages; a stage asked for with another config is an error, never retrained.
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks/
 

@@ -209,13 +209,16 @@ def plot_kernel_heatmaps(videos: dict[str, tuple[np.ndarray, np.ndarray]]) -> Fi
 
 def plot_alarm_explorer(
     scores: np.ndarray, frame_labels: np.ndarray, threshold: float, curve: dict[str, np.ndarray],
-    thresholds: np.ndarray, name: str = "",
+    thresholds: np.ndarray, name: str = "", fig: Figure | None = None,
 ) -> Figure:
     """The alarm-threshold explorer: one video's scores vs ground truth, and the metrics against the threshold.
 
     scores [T] and frame_labels [T*16] of the chosen video; curve: `metrics.operating_curve` over `thresholds`.
+    fig: an empty figure to draw into (the widget passes one that pyplot does not manage); default: a new one.
     """
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.4), gridspec_kw={"width_ratios": [3, 2]})
+    if fig is None:
+        fig = plt.figure(figsize=(11, 3.4))
+    ax1, ax2 = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
     s = np.asarray(scores, dtype=np.float64)
     gt = np.asarray(frame_labels).reshape(s.size, -1).mean(axis=1) >= 0.5  # [T] snippet ground truth
     t = np.arange(s.size)

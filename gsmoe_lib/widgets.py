@@ -11,24 +11,46 @@
 
 No logic lives here beyond wiring: the math is in `tgs.py` and `metrics.py`, the plots in `figures.py`.
 Both work headless (tests, papermill): setting a control's `.value` redraws, `button.click()` saves, and the
-state is readable from `.config` / `.point`. `.figure` is the last drawn figure, `.redraws` counts draws.
+state is readable from `.config` / `.point`. `.figure` is the last drawn figure, `.image` its PNG (what a
+batch run displays), `.redraws` counts draws.
 Display a widget in a notebook by making it the cell's last expression (or `display(widget)`).
 """
 
 from __future__ import annotations
 
+import functools
+import io
 import os
+import threading
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import ipywidgets as W
-import matplotlib.pyplot as plt
 import numpy as np
-from IPython.display import display
+from IPython.display import Image, display
+from matplotlib.figure import Figure
 
 from gsmoe_lib import figures, runs
 from gsmoe_lib.metrics import operating_curve, operating_point, threshold_for_false_alarm_rate
 from gsmoe_lib.tgs import NORMALIZE_MODES, SIGMA_MODES, TGSConfig, explain
+
+
+def _one_at_a_time(redraw: Callable[..., None]) -> Callable[..., None]:
+    """Serialise a widget's redraws (a lock per widget): comm messages may be handled on two threads at once.
+
+    Why the widgets draw into figures pyplot does not manage (`_FigureWidget._new_figure`): in JupyterLab
+    (ipykernel 7 with subshells, jupyterlab_widgets 3) the comm messages of one slider drag are handled on
+    two threads, and every comm message ends with IPython's post_execute event, where matplotlib-inline's
+    `flush_figures` displays and closes *every* pyplot figure. It caught the figure being redrawn on the
+    other thread, and the plot was replaced by a blank image (seen in the browser test, tests/browser).
+    """
+
+    @functools.wraps(redraw)
+    def wrapper(self: "_FigureWidget", *args: Any, **kwargs: Any) -> None:
+        with self._draw_lock:
+            redraw(self, *args, **kwargs)
+
+    return wrapper
 
 
 class _FigureWidget:
@@ -41,16 +63,28 @@ class _FigureWidget:
         self.status = W.HTML()
         self.figure: Any = None
         self.redraws = 0
+        self._draw_lock = threading.RLock()  # see _one_at_a_time
 
-    def _show(self, fig: Any) -> None:
-        self.figure = fig
+    @staticmethod
+    def _new_figure(figsize: tuple[float, float]) -> Figure:
+        """A figure outside pyplot (no flush_figures of another thread can show or close it; see _one_at_a_time)."""
+        return Figure(figsize=figsize)
+
+    @property
+    def image(self) -> Image:
+        """The last drawn figure as a PNG image (what the Output area shows; a batch run displays this)."""
+        return Image(data=self._png, format="png")
+
+    def _show(self, fig: Figure) -> None:
+        # Rendered here, not by the inline backend's formatter: pyplot never held this figure, so nothing
+        # guarantees that matplotlib-inline was loaded and registered one.
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", bbox_inches="tight")
+        self.figure, self._png = fig, buf.getvalue()
         self.redraws += 1
         with self.output:
             self.output.clear_output()  # not wait=True: nbclient (papermill) can stall on a deferred clear
-            display(fig)
-        # Drawn into the Output area; closing it keeps the inline backend from showing it a second time
-        # outside the widget, and keeps one slider drag from piling up open figures.
-        plt.close(fig)
+            display(self.image)
 
     def _ipython_display_(self) -> None:
         display(self.box)
@@ -140,10 +174,12 @@ class TGSTuner(_FigureWidget):
         """The TGSConfig the controls describe now."""
         return TGSConfig(**{k: w.value for k, w in self.controls.items()}, source=self._source)
 
+    @_one_at_a_time
     def redraw(self) -> None:
         name = self.video.value
         cfg = self.config
-        fig = figures.plot_tgs_explain(self.scores[name], cfg, gt=self.gt.get(name))
+        fig = figures.plot_tgs_explain(self.scores[name], cfg, gt=self.gt.get(name),
+                                       ax=self._new_figure((8, 3.2)).subplots())
         fig.axes[0].set_title(f"{name}: {len(explain(self.scores[name], cfg)['peaks'])} kernel(s), "
                               f"σ '{cfg.sigma_mode}'")
         fig.tight_layout()
@@ -215,6 +251,7 @@ class AlarmExplorer(_FigureWidget):
         self.threshold.value = thr
         return thr
 
+    @_one_at_a_time
     def redraw(self) -> None:
         p = self.point
         self.readout.value = (f"precision {p['precision']:.3f} · recall {p['recall']:.3f} · F1 {p['f1']:.3f} · "
@@ -222,7 +259,7 @@ class AlarmExplorer(_FigureWidget):
                               f"<b>{p['false_alarms_per_hour']:.2f} / h</b>")
         name = self.video.value
         self._show(figures.plot_alarm_explorer(self.video_scores[name], self.frame_labels[name], self.threshold.value,
-                                               self.curve, self.grid, name))
+                                               self.curve, self.grid, name, fig=self._new_figure((11, 3.4))))
 
     def save(self, path: str | os.PathLike | None = None) -> Path:
         """Write the operating point JSON (threshold, precision, recall, f1, false_alarms_per_hour, fps, ...)."""

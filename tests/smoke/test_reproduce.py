@@ -29,10 +29,21 @@ def data_root(tiny_data):
     return tiny_data
 
 
+def _stage_files(seed_dir: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(seed_dir)): p.read_bytes()
+            for done in sorted(seed_dir.glob("*/DONE")) for p in sorted(done.parent.rglob("*")) if p.is_file()}
+
+
 @pytest.fixture(scope="module")
-def run(tiny_run, tiny_data):
+def stages_before(tiny_run):
+    return _stage_files(tiny_run / "seed-0")
+
+
+@pytest.fixture(scope="module")
+def run(tiny_run, tiny_data, stages_before):
     # The session's finished tiny run (tests/conftest.py): the notebooks find its stages done (same config)
-    # and load them, so the smoke run pays only for the analysis and the ablation variants.
+    # and load them, so the smoke run pays only for the analysis and the ablation variants. The notebooks
+    # run with notebooks/ as working directory, as in JupyterLab (pipeline.reproduce).
     reproduce(out=tiny_run, data_root=tiny_data, profile="tiny", progress=False, timeout=300,
               params={"cluster_counts": [3]})
     return tiny_run
@@ -111,6 +122,14 @@ def test_executed_notebooks_figures_and_timings(run):
         pdf = png.with_suffix(".pdf")
         assert png.stat().st_size > 1000 and pdf.is_file() and pdf.stat().st_size > 1000, png.name
     assert set(json.loads((run / "timings.json").read_text())) == set(PRESENT)
+
+
+def test_the_notebooks_loaded_the_finished_stages_instead_of_retraining(run, stages_before):
+    # The fixture's run was trained through train.config_for (dataset "", data root as given); reproduce
+    # passes the dataset resolved and absolute paths: the same normalised config, so nothing was retrained.
+    after = _stage_files(run / "seed-0")
+    assert {"encoder/DONE", "gate/DONE"} <= set(stages_before)
+    assert {k: after.get(k) for k in stages_before} == stages_before
 
 
 def test_results_md_shows_the_papers_numbers(run):
