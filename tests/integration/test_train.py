@@ -45,8 +45,15 @@ def test_finished_stage_is_loaded_not_retrained(tiny_data, tmp_path):
     assert again.metrics["auc"] == first.metrics["auc"]
     for k, v in first.model.state_dict().items():
         assert torch.equal(v.cpu(), again.model.state_dict()[k].cpu())
-    changed = train.train_encoder(_short(cfg, iterations=4), data, tmp_path, progress=False, on_step=calls.append)
+    # Another config: refused, the finished stage untouched (runs.StageDir) ...
+    with pytest.raises(runs.StageConflict, match="settings.iterations: 6 -> 4"):
+        train.train_encoder(_short(cfg, iterations=4), data, tmp_path, progress=False, on_step=calls.append)
+    assert calls == [] and train.train_encoder(_short(cfg), data, tmp_path, progress=False).skipped
+    # ... unless replaced on purpose: the old stage is moved aside whole, the new one trained.
+    with runs.replace_finished_stages():
+        changed = train.train_encoder(_short(cfg, iterations=4), data, tmp_path, progress=False, on_step=calls.append)
     assert not changed.skipped and len(calls) == 4
+    assert len(list((tmp_path / runs.REPLACED_DIR).glob("encoder-*/DONE"))) == 1
 
 
 def test_same_seed_same_numbers(tiny_data, tmp_path):
