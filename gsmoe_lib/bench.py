@@ -666,7 +666,8 @@ def run_benchmark(device: str = "cpu", amp: str = "none", tf32: bool = False, st
         "settings": {"device": device, "amp": amp, "tf32": tf32, "steps": steps, "warmup": warmup,
                      "stages": list(stages), "score_modes": list(score_modes), "small": small,
                      "features": features, "memory_modes": list(memory_modes), "interleave": interleave,
-                     "memory_limits": asdict(current_limits()),
+                     "memory_limits": asdict(current_limits())
+                     | {"snippets_per_pass": current_limits().snippets_per_pass(dev)},
                      "sizes": asdict(replace(sizes, test_lengths=()))
                      | {"test_videos": len(sizes.test_lengths), "test_snippets": sum(sizes.test_lengths)}},
         "load_average_before": list(os.getloadavg()),

@@ -72,22 +72,37 @@ class MemoryLimits:
     pass_snippets: the most crops x snippets one scoring pass sends through a model (`URDMU` in evaluation,
         `GSMoEModel`): a longer video goes through max(1, pass_snippets // T) crops at a time, and the crops'
         outputs are averaged as in one pass. A single crop is never split in time (attention spans the whole
-        video). At 1,024 the largest per-snippet activation of a pass, the experts' q, k, v [13, 1024, 576], is
-        31 MB; GS-MoE scored 10 crops of 300 and 1,000 snippets 10-25 % faster than in one pass on the 2-core
-        CPU, UR-DMU within a few percent (benchmarks/README.md).
+        video). None (default): CPU_PASS_SNIPPETS on the CPU, ACCELERATOR_PASS_SNIPPETS elsewhere.
     local_dense_max_t: UR-DMU's fixed local kernel is a dense [T, T] product up to this T and a banded product
         beyond (`models.urdmu.local_mix`); 256 = 4 x its band of 64 snippets.
     """
 
     attention_scores: int = 2**26
     fused_attention: bool = True
-    pass_snippets: int = 1024
+    pass_snippets: int | None = None
     local_dense_max_t: int = 256
 
     def __post_init__(self) -> None:
         for name in ("attention_scores", "pass_snippets", "local_dense_max_t"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"MemoryLimits.{name} must be at least 1, got {getattr(self, name)}")
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"MemoryLimits.{name} must be at least 1, got {value}")
+
+    def snippets_per_pass(self, device: torch.device) -> int:
+        """`pass_snippets`, or the default of the device's type when it is None."""
+        if self.pass_snippets is not None:
+            return self.pass_snippets
+        return CPU_PASS_SNIPPETS if device.type == "cpu" else ACCELERATOR_PASS_SNIPPETS
+
+
+# Default snippets per scoring pass. CPU: at 1,024 the largest per-snippet activation of a pass, the experts'
+# q, k, v [13, 1024, 576], is 31 MB, and GS-MoE scored 10 crops of 300 and 1,000 snippets 10-25 % faster than
+# in one pass on the 2-core CPU (less memory traffic), UR-DMU within a few percent (benchmarks/README.md).
+# GPU: a pass costs a few ms of kernel launches whatever its size, so passes are large: 16,384 snippets scores
+# the UCF-Crime test set in 299 passes (290 videos), against 761 at 1,024, with an estimated 2 GB of
+# activations at most (benchmarks/gpu_check.sh measures the peak).
+CPU_PASS_SNIPPETS = 1024
+ACCELERATOR_PASS_SNIPPETS = 16384
 
 
 _LIMITS = MemoryLimits()
@@ -179,7 +194,7 @@ def mean_over_crops_in_passes(
     n_rows, length = rows.shape[0], rows.shape[1]
     if n_rows % crops:
         raise ValueError(f"{n_rows} rows are not a whole number of videos of {crops} crops")
-    per_pass = max(1, current_limits().pass_snippets // max(1, length))  # rows per pass
+    per_pass = max(1, current_limits().snippets_per_pass(rows.device) // max(1, length))  # rows per pass
     if per_pass >= n_rows:
         return tuple(z.reshape(-1, crops, *z.shape[1:]).mean(1) if crops > 1 else z for z in fn(rows, slice(None)))
     video = torch.arange(n_rows, device=rows.device) // crops  # [B·C] video of each row

@@ -159,6 +159,13 @@ def test_limits_come_back_after_the_block_and_bad_limits_are_errors():
             pass
 
 
+def test_passes_default_by_device():
+    limits = MemoryLimits()
+    assert limits.snippets_per_pass(torch.device("cpu")) == blocks.CPU_PASS_SNIPPETS
+    assert limits.snippets_per_pass(torch.device("cuda")) == blocks.ACCELERATOR_PASS_SNIPPETS
+    assert MemoryLimits(pass_snippets=5).snippets_per_pass(torch.device("cuda")) == 5
+
+
 def test_training_mode_keeps_one_pass():
     """Training batches are sized to fit; splitting them would only change the order of dropout draws."""
     model = small_gsmoe().train()
