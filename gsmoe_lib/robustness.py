@@ -249,7 +249,7 @@ def run_cell(task: dict[str, Any]) -> dict[str, Any]:
     variant = Variant(**task["variant"])
     seed, work = task["seed"], Path(task["work"])
     run_dir, record_path = cell_paths(work, variant.name, task["key"], seed)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     try:
         _set_threads(task["threads"])
         cfg = cell_config(variant, seed, work, task["profile"], task["device"], task["overrides"])
@@ -271,6 +271,9 @@ def run_cell(task: dict[str, Any]) -> dict[str, Any]:
         record = {"variant": variant.name, "seed": seed, "key": task["key"], "dataset": variant.dataset,
                   "data_seed": variant.data_seed, "device": task["device"], "threads": task["threads"],
                   "seconds": time.perf_counter() - start, "stages": stages,
+                  # CPU seconds of this process (all its threads): less sensitive than the wall time to a
+                  # machine shared with other work
+                  "cpu_seconds": time.process_time() - cpu_start,
                   "warnings": sorted({str(w.message) for w in caught}), "run_dir": str(run_dir)}
         runs.write_json(record_path, record)
         return record
@@ -285,10 +288,10 @@ def _synth_task(task: dict[str, Any]) -> str:
     return synth_variant(Variant(**task["variant"]), task["work"], task["profile"])
 
 
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
 def _init_worker(threads: int) -> None:
-    # Before torch spreads over every core: each worker gets its share (the benchmark runs N of them).
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(max(threads, 1))
     _set_threads(threads)
 
 
@@ -313,27 +316,47 @@ def execute(variants: list[Variant], cell_tasks: dict[str, list[dict[str, Any]]]
         return
     import multiprocessing
 
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_init_worker, initargs=(threads,)) as pool:
-        pending: dict[Future, tuple[str, str]] = {}
+    # The workers inherit these at spawn, before numpy or torch start their thread pools: each of the N
+    # workers keeps to its share of the cores.
+    saved = {var: os.environ.get(var) for var in THREAD_VARS}
+    os.environ.update({var: str(max(threads, 1)) for var in THREAD_VARS})
+    try:
+        _run_pool(variants, cell_tasks, synth, jobs, threads, on_done, multiprocessing.get_context("spawn"))
+    finally:
+        for var, value in saved.items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
+
+
+def _run_pool(variants: list[Variant], cell_tasks: dict[str, list[dict[str, Any]]],
+              synth: dict[str, dict[str, Any]], jobs: int, threads: int,
+              on_done: Callable[[dict[str, Any]], None], context: Any) -> None:
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init_worker,
+                             initargs=(threads,)) as pool:
+        pending: dict[Future, tuple[str, dict[str, Any]]] = {}
         for v in variants:
             if cell_tasks.get(v.name):
-                pending[pool.submit(_synth_task, synth[v.name])] = ("synth", v.name)
+                pending[pool.submit(_synth_task, synth[v.name])] = ("synth", {"name": v.name})
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for fut in done:
-                kind, name = pending.pop(fut)
+                kind, what = pending.pop(fut)
+                # run_cell reports its own errors; an exception here is a synthesis that failed or a worker
+                # that died (e.g. killed for memory: the pool is then broken and every later cell fails too)
+                exc = fut.exception()
                 if kind == "synth":
-                    if fut.exception() is not None:
-                        exc = fut.exception()
-                        for task in cell_tasks[name]:
-                            on_done({"variant": name, "seed": task["seed"], "key": task["key"],
+                    for task in cell_tasks[what["name"]]:
+                        if exc is None:
+                            pending[pool.submit(run_cell, task)] = ("cell", task)
+                        else:
+                            on_done({"variant": what["name"], "seed": task["seed"], "key": task["key"],
                                      "error": f"synthesis failed: {type(exc).__name__}: {exc}"})
-                        continue
-                    for task in cell_tasks[name]:
-                        pending[pool.submit(run_cell, task)] = ("cell", name)
                 else:
-                    on_done(fut.result())
+                    on_done(fut.result() if exc is None else {
+                        "variant": what["variant"]["name"], "seed": what["seed"], "key": what["key"],
+                        "error": f"worker failed: {type(exc).__name__}: {exc}"})
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -540,41 +563,46 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         return {}
     synth = {v.name: {"variant": asdict(v), "work": str(work), "profile": args.profile, "threads": threads}
              for v in variants}
+    fresh: list[dict[str, Any]] = []
+    failures: list[dict[str, Any]] = []
+    out = Path(args.out) if args.out else default_out(args.device)
+    environment = runs.environment_record(None, args.device)
+    start = time.perf_counter()
+
+    def write(complete: bool) -> dict[str, Any]:
+        """robustness.json / .md from the cells so far (after every cell: a run cut short keeps its results)."""
+        cells = sorted(cached + fresh, key=lambda c: ([v.name for v in variants].index(c["variant"]), c["seed"]))
+        summary = summarise(cells, stages)
+        result = {
+            "parameters": {"profile": args.profile, "device": args.device, "jobs": jobs, "threads": threads,
+                           "work": str(work), "overrides": overrides, "stages": list(stages),
+                           "min_kernel_fraction": args.min_kernel_fraction, "keys": keys,
+                           "seeds": {v.name: list(range(v.seeds)) for v in variants}},
+            "environment": environment, "complete": complete,
+            "finished": time.strftime("%Y-%m-%d %H:%M") + ("" if complete else " (in progress)"),
+            "elapsed_s": time.perf_counter() - start, "cells_run": len(fresh), "cells_cached": len(cached),
+            "variants": [{**asdict(v), "synth_config": asdict(v.synth_config(DATA_PROFILE[args.profile]))}
+                         for v in variants],
+            "cells": cells, "summary": summary,
+            "checks": {v.name: check_targets(v, summary[v.name]) for v in variants if v.name in summary},
+            "failures": [{k: f.get(k) for k in ("variant", "seed", "error", "traceback")} for f in failures],
+        }
+        runs.write_json(out / "robustness.json", result)
+        runs.write_text(out / "robustness.md", markdown(result))
+        return result
 
     from tqdm.auto import tqdm
 
-    fresh: list[dict[str, Any]] = []
-    failures: list[dict[str, Any]] = []
     n_todo = sum(len(t) for t in todo.values())
-    start = time.perf_counter()
     with tqdm(total=n_todo, desc="robustness cells", unit="cell", disable=args.quiet or not n_todo) as bar:
         def on_done(rec: dict[str, Any]) -> None:
             (failures if rec.get("error") else fresh).append(rec)
             bar.set_postfix_str(f"{rec['variant']} seed {rec['seed']}" + (" FAILED" if rec.get("error") else ""))
             bar.update(1)
+            write(complete=False)
 
         execute(variants, todo, synth, jobs, threads, on_done)
-    elapsed = time.perf_counter() - start
-
-    cells = sorted(cached + fresh, key=lambda c: ([v.name for v in variants].index(c["variant"]), c["seed"]))
-    summary = summarise(cells, stages)
-    checks = {v.name: check_targets(v, summary[v.name]) for v in variants if v.name in summary}
-    result = {
-        "parameters": {"profile": args.profile, "device": args.device, "jobs": jobs, "threads": threads,
-                       "work": str(work), "overrides": overrides, "stages": list(stages),
-                       "min_kernel_fraction": args.min_kernel_fraction, "keys": keys,
-                       "seeds": {v.name: list(range(v.seeds)) for v in variants}},
-        "environment": runs.environment_record(None, args.device),
-        "finished": time.strftime("%Y-%m-%d %H:%M"),
-        "elapsed_s": elapsed, "cells_run": len(fresh), "cells_cached": len(cached),
-        "variants": [{**asdict(v), "synth_config": asdict(v.synth_config(DATA_PROFILE[args.profile]))}
-                     for v in variants],
-        "cells": cells, "summary": summary, "checks": checks,
-        "failures": [{k: f.get(k) for k in ("variant", "seed", "error", "traceback")} for f in failures],
-    }
-    out = Path(args.out) if args.out else default_out(args.device)
-    runs.write_json(out / "robustness.json", result)
-    runs.write_text(out / "robustness.md", markdown(result))
+    result = write(complete=True)
     if not args.quiet:
         print(markdown(result))
         print(f"written: {out / 'robustness.json'}, {out / 'robustness.md'}")
