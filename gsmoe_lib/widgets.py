@@ -32,7 +32,7 @@ from matplotlib.figure import Figure
 
 from gsmoe_lib import figures, runs
 from gsmoe_lib.metrics import operating_curve, operating_point, threshold_for_false_alarm_rate
-from gsmoe_lib.tgs import NORMALIZE_MODES, SIGMA_MODES, TGSConfig, explain
+from gsmoe_lib.tgs import NORMALIZE_MODES, SCALES, SIGMA_MODES, TGSConfig, explain
 
 
 def _one_at_a_time(redraw: Callable[..., None]) -> Callable[..., None]:
@@ -159,6 +159,9 @@ class TGSTuner(_FigureWidget):
             "threshold_floor": slider(c.threshold_floor, 0.0, 0.5, 0.01, "Eq. 3 margin floor"),
             "normalize": W.Dropdown(options=list(NORMALIZE_MODES), value=c.normalize, description="normalisation",
                                     style=style, layout=layout),
+            # "video": the thresholds above are fractions of each curve's own score range (the default)
+            "scale": W.Dropdown(options=list(SCALES), value=c.scale, description="thresholds relative to",
+                                style=style, layout=layout),
         }
         self.save_button = W.Button(description="save", icon="save", tooltip=f"write the TGS config to {out_path}")
         self.save_button.on_click(lambda _: self.save())

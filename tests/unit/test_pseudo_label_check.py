@@ -18,7 +18,7 @@ def curves(peak: float) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def test_no_kernel_on_any_abnormal_sample_is_warned_about_with_the_numbers():
-    cfg = TGSConfig()  # min_height 0.2
+    cfg = TGSConfig(scale="absolute")  # min_height 0.2 in score units (scale="video" would find the bump)
     scores, labels = curves(peak=0.19)
     pseudo = pseudo_labels(scores, cfg)
     assert float(pseudo.amax()) == 0.0
@@ -28,7 +28,7 @@ def test_no_kernel_on_any_abnormal_sample_is_warned_about_with_the_numbers():
 
 
 def test_a_teacher_that_reaches_min_height_passes_silently():
-    cfg = TGSConfig()
+    cfg = TGSConfig(scale="absolute")
     scores, labels = curves(peak=0.6)
     pseudo = pseudo_labels(scores, cfg)
     assert float(pseudo[labels == 1].amax()) > 0.0
@@ -36,6 +36,6 @@ def test_a_teacher_that_reaches_min_height_passes_silently():
         warnings.simplefilter("error")
         train.check_pseudo_labels(pseudo, scores, labels, cfg, "gate")
         # the same low teacher is fine with a lower threshold
-        low = TGSConfig(min_height=0.1)
+        low = TGSConfig(min_height=0.1, scale="absolute")
         s, lab = curves(peak=0.19)
         train.check_pseudo_labels(pseudo_labels(s, low), s, lab, low, "gate")

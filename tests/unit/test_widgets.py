@@ -22,7 +22,8 @@ def curves():
 
 
 def test_tgs_tuner_controls_set_the_config_and_redraw(tmp_path):
-    tuner = TGSTuner(curves(), config=TGSConfig(source="encoder"), out_path=tmp_path / "tgs.json")
+    # absolute scale: the prominences below are in score units
+    tuner = TGSTuner(curves(), config=TGSConfig(source="encoder", scale="absolute"), out_path=tmp_path / "tgs.json")
     assert tuner.redraws == 1
     tuner.controls["prominence"].value = 0.55
     tuner.controls["sigma_mode"].value = "width"
