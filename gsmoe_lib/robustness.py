@@ -30,7 +30,7 @@ ucf-lengths asks for test videos twice as long and train videos 0.8× as long; a
 On tiny, whose lengths are clipped to 20-80, only the test videos change.
 
 Cells. One (variant, training seed) is a cell: its data is synthesised once per variant under
-`WORK/data/<variant>` (cached: the same generator config is not written twice), its stages train into
+`WORK/data/<data profile>/<variant>` (cached: the same generator config is not written twice), its stages train into
 `WORK/runs/<variant>/<key>/seed-<s>` and its record goes to `WORK/cells/<variant>/<key>/seed-<s>.json`.
 `<key>` hashes everything that decides the cell's numbers (the PipelineConfig, the generator config, the
 stages, the device), so a changed config gets fresh folders and never meets a stage finished with another
@@ -163,8 +163,9 @@ def pipeline_stages(references: str | None = None) -> tuple[str, ...]:
     return tuple(train.STAGES) + wanted
 
 
-def variant_data_root(work: Path, variant: Variant) -> Path:
-    return Path(work) / "data" / variant.name
+def variant_data_root(work: Path, variant: Variant, profile: str) -> Path:
+    """WORK/data/<data profile>/<variant>: one folder per generator config, whichever profile asks."""
+    return Path(work) / "data" / DATA_PROFILE[profile] / variant.name
 
 
 def cell_config(variant: Variant, seed: int, work: Path, profile: str, device: str,
@@ -172,8 +173,8 @@ def cell_config(variant: Variant, seed: int, work: Path, profile: str, device: s
     """The PipelineConfig of one cell (the profile, the variant's data, the seed, the overrides)."""
     from gsmoe_lib import train
 
-    return train.config_for(profile, str(variant_data_root(work, variant).resolve()), variant.dataset, seed,
-                            device, overrides)
+    return train.config_for(profile, str(variant_data_root(work, variant, profile).resolve()), variant.dataset,
+                            seed, device, overrides)
 
 
 def cell_key(variant: Variant, profile: str, device: str, overrides: dict[str, Any] | None,
@@ -195,7 +196,7 @@ def synth_variant(variant: Variant, work: str | Path, profile: str) -> str:
     """Write (or find, when already written) the variant's dataset; returns its folder."""
     from gsmoe_lib.data.synthetic import synthesize
 
-    out = variant_data_root(Path(work), variant)
+    out = variant_data_root(Path(work), variant, profile)
     synthesize(out, profile=DATA_PROFILE[profile], seed=variant.data_seed, dataset=variant.dataset,
                force=True, **variant.synth_overrides(DATA_PROFILE[profile]))
     return str(out)

@@ -42,7 +42,7 @@ def test_the_cell_trains_every_stage_and_its_record_holds_the_stage_metrics(benc
     assert tuple(cell["stages"]) == R.pipeline_stages() == tuple(train.STAGES) + tuple(
         getattr(train, "REFERENCE_STAGES", ()))
     # the variant's own data: its generator config halves the tiny profile's saliency, with its dataset seed
-    meta = json.loads((root / "work" / "data" / "ucf-half-saliency" / "gsmoe_dataset.json").read_text())
+    meta = json.loads((root / "work" / "data" / "tiny" / "ucf-half-saliency" / "gsmoe_dataset.json").read_text())
     assert meta["seed"] == R.VARIANTS["ucf-half-saliency"].data_seed
     assert meta["config"]["saliency_scale"] == pytest.approx(R.VARIANTS["ucf-half-saliency"].synth_config(
         "tiny").saliency_scale)
