@@ -13,7 +13,11 @@ from gsmoe_lib.data.synthetic import synthesize
 def measured(tmp_path_factory):
     root = tmp_path_factory.mktemp("precision")
     data_root = synthesize(root / "data", profile="tiny", seed=0, feature_dim=64)
-    (root / "overrides.json").write_text(json.dumps({"gate": {"dropout": 0.0}}))
+    # Short stages: this test checks the benchmark's bookkeeping over 4 runs, not what the stages learn
+    # (tests/integration/test_learning.py does that on the tiny profile itself).
+    short = {"iterations": 10, "checkpoint_every": 5}
+    (root / "overrides.json").write_text(json.dumps({"gate": {"dropout": 0.0, **short}, "experts": short,
+                                                     "tgs": short}))
     args = precision.build_parser().parse_args([
         "--profile", "tiny", "--data-root", str(data_root), "--runs", str(root / "runs"),
         "--precisions", "none,bf16", "--seeds", "0,1", "--json", str(root / "out.json"),
@@ -34,7 +38,7 @@ def test_one_record_per_precision_and_seed_with_every_stage(measured):
     written = json.loads((root / "out.json").read_text())
     assert written["environment"]["device"] == "cpu" and written["profile"] == "tiny"
     # the overrides reach the runs and are recorded
-    assert written["overrides"] == {"gate": {"dropout": 0.0}}
+    assert written["overrides"]["gate"]["dropout"] == 0.0 and written["overrides"]["experts"]["iterations"] == 10
     gate_config = json.loads((root / "runs" / "none-seed0" / "gate" / "config.json").read_text())
     assert gate_config["settings"]["dropout"] == 0.0 != train.make_config("tiny").gate.dropout
 
