@@ -25,8 +25,10 @@ test: setup
 
 # The notebooks' defaults name the run `make reproduce` writes (runs/reproduce, data/ under the project root),
 # so after it, Run All loads its finished stages; a stage asked for with another config is an error, never retrained.
+# JupyterLab refuses to start as root (containers, CI images) unless told so: pass --allow-root there only.
+LAB_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 lab: setup
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab notebooks/ $(LAB_ROOT) $(ARGS)
 
 bench: setup
 	$(VENV)/bin/gsmoe bench $(ARGS)
