@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from gsmoe_lib import runs, train
-from gsmoe_lib.bench import tf32_matmuls
+from gsmoe_lib.device import tf32_matmuls
 from gsmoe_lib.data.synthetic import synthesize
 
 PRECISIONS = ("none", "tf32", "bf16")  # fp32; TF32 matrix products (CUDA); bf16 autocast (PipelineConfig.amp)

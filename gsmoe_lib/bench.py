@@ -69,6 +69,8 @@ import numpy as np
 import torch
 
 from gsmoe_lib import runs
+from gsmoe_lib.data.ground_truth import SNIPPET_FRAMES
+from gsmoe_lib.device import autocast, tf32_matmuls
 from gsmoe_lib.losses import k_for_length
 from gsmoe_lib.models.blocks import current_limits
 from gsmoe_lib.models.experts import Experts
@@ -99,7 +101,7 @@ def ucf_test_lengths() -> tuple[int, ...]:
             continue
         if len(tokens) < 2 or not tokens[1].isdigit():
             raise ValueError(f"{ANNOTATIONS}:{number}: expected 'video frames class ...', got {line!r}")
-        lengths.append(int(tokens[1]) // 16)
+        lengths.append(int(tokens[1]) // SNIPPET_FRAMES)
     return tuple(lengths)
 
 
@@ -154,21 +156,6 @@ class BenchSizes:
 # ---------------------------------------------------------------------------------------------------
 # Timing and memory
 # ---------------------------------------------------------------------------------------------------
-
-
-def _autocast(device: torch.device, amp: str):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp == "bf16")
-
-
-@contextlib.contextmanager
-def tf32_matmuls(enabled: bool):
-    """TF32 matrix products and convolutions on CUDA inside the block; the previous flags are restored."""
-    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
-    try:
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
 
 
 def _host_peak_mb() -> float:
@@ -280,7 +267,7 @@ def bench_tgs(sizes: BenchSizes, device: torch.device, amp: str, steps: int, war
     def step() -> None:
         idx = pool.batch(sizes.batch_normal, sizes.batch_abnormal)
         x, labels = pool.features[idx], pool.labels[idx]
-        with _autocast(device, amp):
+        with autocast(device, amp):
             scores = model(x, training_extras=False).scores.float()  # [B, S]
         # teacher None: pseudo-labels from these scores every step (source "self", the costlier variant)
         tgs_update(scores, labels, None, False, TGSTrainingConfig(tgs=cfg), k, optimizer)
@@ -313,7 +300,7 @@ def bench_experts(sizes: BenchSizes, device: torch.device, amp: str, steps: int,
     def step() -> None:
         idx = pool.batch(sizes.expert_batch_normal, sizes.expert_batch_abnormal, rows=E)  # [E, B]
         x = pool.features[idx]  # [E, B, S, F]: expert e's own batch
-        with _autocast(device, amp):
+        with autocast(device, amp):
             scores = experts(x).float()  # [B, S, E]
         flat = scores.permute(2, 0, 1).reshape(E * idx.shape[1], -1)  # [E·B, S]
         y = pool.labels[idx].reshape(-1)  # [E·B]
@@ -336,7 +323,7 @@ def bench_gate(sizes: BenchSizes, device: torch.device, amp: str, steps: int, wa
 
     def step() -> None:
         idx = pool.batch(sizes.batch_normal, sizes.batch_abnormal)
-        with _autocast(device, amp):
+        with autocast(device, amp):
             scores = gate(expert_scores[idx], pool.features[idx]).scores.float()  # [B, S]
         tgs_update(scores, pool.labels[idx], pseudo_all[idx], False, TGSTrainingConfig(), k, optimizer)
 
@@ -469,19 +456,19 @@ def scoring_functions(sizes: BenchSizes, device: torch.device, amp: str) -> dict
     full_mean = GSMoEModel(full.encoder, full.experts, full.gate, crops="mean").eval()  # same weights
 
     def per_crop(x: torch.Tensor) -> torch.Tensor:  # x [C, T, D]
-        with _autocast(device, amp):
+        with autocast(device, amp):
             return torch.stack([encoder(x[c : c + 1]).scores[0] for c in range(x.shape[0])]).float().mean(0)
 
     def all_crops(x: torch.Tensor) -> torch.Tensor:
-        with _autocast(device, amp):
+        with autocast(device, amp):
             return encoder(x[None]).scores[0].float()
 
     def gsmoe(x: torch.Tensor) -> torch.Tensor:
-        with _autocast(device, amp):
+        with autocast(device, amp):
             return full(x[None]).scores[0].float()
 
     def gsmoe_mean(x: torch.Tensor) -> torch.Tensor:
-        with _autocast(device, amp):
+        with autocast(device, amp):
             return full_mean(x[None]).scores[0].float()
 
     return {"urdmu_per_crop": per_crop, "urdmu_all_crops": all_crops, "gsmoe": gsmoe, "gsmoe_mean": gsmoe_mean}

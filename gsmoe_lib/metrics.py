@@ -44,7 +44,7 @@ from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import auc as _trapezoid_area
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
-FRAMES_PER_SNIPPET = 16
+from gsmoe_lib.data.ground_truth import SNIPPET_FRAMES as FRAMES_PER_SNIPPET  # the one definition
 
 # ----------------------------------------------------------------------------------------------------
 # Snippets to frames

@@ -125,7 +125,7 @@ def validate_parameters(namespace: dict[str, Any]) -> types.SimpleNamespace:
 
 def project_root() -> Path:
     """The source checkout holding notebooks/ (an editable install); else the current folder."""
-    from gsmoe_lib.pipeline import PROJECT_ROOT
+    from gsmoe_lib.paths import PROJECT_ROOT
 
     return PROJECT_ROOT if (PROJECT_ROOT / "notebooks").is_dir() else Path.cwd()
 

@@ -51,8 +51,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from gsmoe_lib import runs
 from gsmoe_lib.metrics import COLLAPSE_STD, METRIC_NAMES, PAPER_CLASSWISE_AUC, PAPER_NUMBERS
+from gsmoe_lib.paths import PROJECT_ROOT
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent  # the folder holding notebooks/ (editable install)
 
 # Dependency order: data, the four stages, the tables, the figures, the tools.
 NOTEBOOKS: tuple[str, ...] = (

@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 from gsmoe_lib import runs, train
-from gsmoe_lib.bench import tf32_matmuls
+from gsmoe_lib.device import tf32_matmuls
 from gsmoe_lib.data.synthetic import synthesize
 
 PRECISIONS = ("none", "bf16", "tf32")

@@ -508,7 +508,7 @@ def markdown(result: dict[str, Any]) -> str:
 
 def default_out(device: str) -> Path:
     """benchmarks/results-<machine>: results-cpu, or the GPU's model (results-h100, ...)."""
-    from gsmoe_lib.pipeline import PROJECT_ROOT
+    from gsmoe_lib.paths import PROJECT_ROOT
 
     tag = "cpu"
     if device.startswith("cuda"):

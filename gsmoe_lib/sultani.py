@@ -63,6 +63,7 @@ from tqdm.auto import tqdm
 
 from gsmoe_lib import runs
 from gsmoe_lib.data.batching import TrainSet, pool_segments
+from gsmoe_lib.device import autocast
 from gsmoe_lib.losses import sultani_ranking_loss
 from gsmoe_lib.models.sultani import SultaniMLP
 
@@ -192,7 +193,7 @@ def train_sultani(cfg: PipelineConfig, data: Data | None, run_dir: str | Path, p
 
     def step(i: int, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         idx = idx.to(device)
-        with train._autocast(device, cfg.amp):
+        with autocast(device, cfg.amp):
             scores = model(features[idx]).float()  # [B, S]
         loss, parts = sultani_ranking_loss(scores, labels[idx], sc.smooth_weight, sc.sparse_weight)
         optimizer.zero_grad(set_to_none=True)

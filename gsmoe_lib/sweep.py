@@ -261,7 +261,8 @@ def check_against_notebooks(spec: SweepSpec, notebook_dir: str | Path | None = N
     """Before running the pipeline: every grid key is declared by a selected notebook, and seeds other than 0
     can reach the notebooks (each declares `first_seed`)."""
     from gsmoe_lib.notebook import declared_parameters
-    from gsmoe_lib.pipeline import PROJECT_ROOT, select_notebooks
+    from gsmoe_lib.paths import PROJECT_ROOT
+    from gsmoe_lib.pipeline import select_notebooks
 
     nb_dir = Path(notebook_dir) if notebook_dir is not None else PROJECT_ROOT / "notebooks"
     declared = {nb: declared_parameters(nb_dir / f"{nb}.ipynb")

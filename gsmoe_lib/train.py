@@ -52,6 +52,7 @@ import torch
 from tqdm.auto import tqdm
 
 from gsmoe_lib import runs
+from gsmoe_lib.device import autocast
 from gsmoe_lib.data.batching import TrainSet
 from gsmoe_lib.data.layouts import FeatureDataset, FileIndex, detect_dataset_name, open_dataset
 from gsmoe_lib.evaluate import evaluate_dataset, score_dataset
@@ -283,12 +284,6 @@ class StageResult(NamedTuple):
     skipped: bool  # loaded from a finished stage instead of trained
 
 
-def _autocast(device: str, amp: str):
-    if amp not in ("none", "bf16"):
-        raise ValueError(f"unknown amp mode {amp!r}; expected 'none' or 'bf16'")
-    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=amp == "bf16")
-
-
 def _rng_state() -> dict[str, Any]:
     state = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -399,7 +394,7 @@ def urdmu_update(model: URDMU, x: torch.Tensor, labels: torch.Tensor, k: int, op
     x [B, (C,) S, D] with the normal half of the batch first, labels [B]. Forward and loss under `amp`'s
     autocast, backward and the optimiser step outside it.
     """
-    with _autocast(x.device.type, amp):
+    with autocast(x.device.type, amp):
         out = model(x, training_extras=True)
         loss, parts = urdmu_loss(out, labels, k)
     optimizer.zero_grad(set_to_none=True)
@@ -571,7 +566,7 @@ def _evaluate(score_fn: Callable, test: FeatureDataset, device: str, amp: str, p
     from gsmoe_lib.metrics import collapse_report
 
     def fn(x: torch.Tensor):
-        with _autocast(device, amp):
+        with autocast(device, amp):
             out = score_fn(x)
         return out.float() if isinstance(out, torch.Tensor) else out
 
@@ -678,7 +673,7 @@ def finetune_tgs(cfg: PipelineConfig, data: Data, encoder: URDMU, run_dir: str |
     @torch.no_grad()
     def own_scores(rows: torch.Tensor) -> torch.Tensor:  # [n] -> [n, S, 1], eval mode
         model.eval()
-        with _autocast(device, cfg.amp):
+        with autocast(device, cfg.amp):
             out = model(train.features[rows.to(train.features.device)].to(device).float(), training_extras=False)
         model.train()
         return out.scores.float()[:, :, None]
@@ -688,7 +683,7 @@ def finetune_tgs(cfg: PipelineConfig, data: Data, encoder: URDMU, run_dir: str |
             store.refresh(i, own_scores)
         idx = idx.to(train.features.device)
         x, labels = train.features[idx].float(), labels_dev[idx]
-        with _autocast(device, cfg.amp):
+        with autocast(device, cfg.amp):
             scores = model(x, training_extras=False).scores.float()  # [B, S]
         teacher = None if source == "self" else store.labels_of(idx).to(scores.device)
         return tgs_update(scores, labels, teacher, i < int(warmup[0]), tc, k, optimizer)
@@ -719,7 +714,7 @@ def _teacher_pseudo_labels(encoder: URDMU, train: TrainSet, tgs_cfg: TGSConfig, 
     encoder.eval()
     scores = []
     for start in range(0, train.features.shape[0], chunk):
-        with _autocast(device, amp):
+        with autocast(device, amp):
             out = encoder(train.features[start:start + chunk].to(device).float(), training_extras=False)
         scores.append(out.scores.float())  # [chunk, S]
     scores = torch.cat(scores)
@@ -770,7 +765,7 @@ def encode_train_set(encoder: URDMU, train: TrainSet, device: str, amp: str = "n
     feats, scores = [], []
     for start in tqdm(range(0, x_all.shape[0], chunk), desc="task-aware features", unit="chunk",
                       disable=not progress):
-        with _autocast(device, amp):
+        with autocast(device, amp):
             out = encoder(x_all[start:start + chunk].to(device).float(), training_extras=False)
         feats.append(out.features.float())
         scores.append(out.scores.float())
@@ -931,7 +926,7 @@ def train_experts(cfg: PipelineConfig, data: Data, encoder: URDMU, run_dir: str 
     @torch.no_grad()
     def own_scores(rows: torch.Tensor) -> torch.Tensor:  # [n] -> [n, S, E], eval mode
         experts.eval()
-        with _autocast(device, cfg.amp):
+        with autocast(device, cfg.amp):
             out = experts(features[rows.to(features.device)]).float()
         experts.train()
         return out
@@ -941,7 +936,7 @@ def train_experts(cfg: PipelineConfig, data: Data, encoder: URDMU, run_dir: str 
             store.refresh(i, own_scores)
         idx = idx.to(features.device)  # [E, B]
         x = features[idx]  # [E, B, S, F]: expert e's own batch
-        with _autocast(device, cfg.amp):
+        with autocast(device, cfg.amp):
             scores = experts(x).float()  # [B, S, E]
         flat = scores.permute(2, 0, 1).reshape(E * idx.shape[1], -1)  # [E·B, S]
         rows = torch.arange(E, device=idx.device)[:, None].expand_as(idx)  # [E, B] expert of each sample
@@ -983,7 +978,7 @@ def _expert_logits(experts: Experts, features: torch.Tensor, device: str, amp: s
     experts.eval()
     out = []
     for start in range(0, features.shape[0], chunk):
-        with _autocast(device, amp):
+        with autocast(device, amp):
             out.append(experts.logits(features[start:start + chunk]).float())
     return torch.cat(out)  # [N, S, E]
 
@@ -1042,7 +1037,7 @@ def train_gate(cfg: PipelineConfig, data: Data, encoder: URDMU, experts: Experts
     def own_scores(rows: torch.Tensor) -> torch.Tensor:  # [n] -> [n, S, 1], eval mode
         gate.eval()
         rows = rows.to(features.device)
-        with _autocast(device, cfg.amp):
+        with autocast(device, cfg.amp):
             out = gate(expert_logits[rows], features[rows] if gc.use_features else None).scores.float()
         gate.train()
         return out[:, :, None]
@@ -1055,7 +1050,7 @@ def train_gate(cfg: PipelineConfig, data: Data, encoder: URDMU, experts: Experts
         if f is not None and gc.feature_dropout > 0:
             keep = (torch.rand(len(idx), generator=drop_gen) >= gc.feature_dropout).to(f.dtype)  # [B]
             f = f * keep.to(f.device)[:, None, None]
-        with _autocast(device, cfg.amp):
+        with autocast(device, cfg.amp):
             scores = gate(expert_logits[idx], f).scores.float()
         teacher = None if source == "self" else store.labels_of(idx).to(scores.device)
         return tgs_update(scores, labels[idx], teacher, i < int(warmup[0]), gc, k, optimizer)
@@ -1081,7 +1076,7 @@ def train_gate(cfg: PipelineConfig, data: Data, encoder: URDMU, experts: Experts
 
 def _score_with_extra(score_fn: Callable, test: FeatureDataset, device: str, amp: str, progress: bool):
     def fn(x: torch.Tensor):
-        with _autocast(device, amp):
+        with autocast(device, amp):
             s, e = score_fn(x)
         return s.float(), e.float()
 
@@ -1198,7 +1193,7 @@ def default_data_root(profile: str) -> str:
     Absolute, so that the CLI, the notebooks (whose kernel runs in notebooks/) and `gsmoe reproduce` name
     the same folder wherever they run.
     """
-    from gsmoe_lib.pipeline import PROJECT_ROOT
+    from gsmoe_lib.paths import PROJECT_ROOT
 
     return str(PROJECT_ROOT / "data" / f"synthetic-{'tiny' if profile == 'tiny' else 'quick'}")
 

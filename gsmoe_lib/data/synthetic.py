@@ -72,10 +72,10 @@ from typing import Any
 import numpy as np
 
 from gsmoe_lib import runs
+from gsmoe_lib.data.ground_truth import SNIPPET_FRAMES
 
 GENERATOR_VERSION = 1
 METADATA_FILE = "gsmoe_dataset.json"
-SNIPPET_FRAMES = 16
 RESOURCES = Path(__file__).resolve().parent / "resources"  # the packaged official lists (real names, lengths)
 
 UCF_CLASSES = ("Abuse", "Arrest", "Arson", "Assault", "Burglary", "Explosion", "Fighting", "RoadAccidents",
