@@ -30,7 +30,7 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("data", "synth"), "gsmoe_lib.data.synthetic", "write the UCF-Crime-shaped (or XD-shaped) synthetic dataset"),
     (("train",), "gsmoe_lib.train", "run training stages (encoder, tgs, experts, gate) into a run folder"),
     (("score",), "gsmoe_lib.inference", "score feature files with a finished run and write per-snippet CSV"),
-    (("reproduce",), "gsmoe_lib.pipeline", "execute the notebook collection with papermill"),
+    (("reproduce",), "gsmoe_lib.reproduce", "execute the notebook collection with papermill"),
     (("bench",), "gsmoe_lib.bench", "benchmark training steps and test-set scoring"),
     (("sweep",), "gsmoe_lib.sweep", "run a seeds x settings sweep locally or on a Dask cluster"),
 ]

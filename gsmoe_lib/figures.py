@@ -213,7 +213,7 @@ def plot_alarm_explorer(
 ) -> Figure:
     """The alarm-threshold explorer: one video's scores vs ground truth, and the metrics against the threshold.
 
-    scores [T] and frame_labels [T*16] of the chosen video; curve: `metrics.operating_curve` over `thresholds`.
+    scores [T] and frame_labels [T*16] of the chosen video; curve: `operating_point.operating_curve` over `thresholds`.
     fig: an empty figure to draw into (the widget passes one that pyplot does not manage); default: a new one.
     """
     if fig is None:
@@ -414,5 +414,40 @@ def plot_video_scores(
     band.set_yticks([])
     band.set_ylabel("expert", fontsize="small")
     band.set_xlabel(SNIPPET_LABEL)
+    fig.tight_layout()
+    return fig
+
+
+def plot_sweep_spread(records: Sequence[dict], tables: Sequence[str] = ("ablation",)) -> Figure:
+    """`gsmoe sweep`: per-seed values of each metric (one panel per metric), settings on x, one colour per row.
+
+    records: the sweep's cell records (cell.json; "metrics" maps "<table>.<row>.<metric>" to a fraction).
+    Each dot is one seed; a short black line marks the mean over seeds.
+    """
+    from gsmoe_lib.reporting import METRIC_NAMES, ordered_names
+
+    done = [r for r in records if r["status"] == "done"]
+    names = ordered_names((m for r in done for m in r["metrics"]), tables)
+    metrics = list(dict.fromkeys(n.rsplit(".", 1)[1] for n in names))
+    series = list(dict.fromkeys(n.rsplit(".", 1)[0] for n in names))
+    settings = list(dict.fromkeys(r["setting_id"] for r in records))
+    fig, axes = plt.subplots(1, max(len(metrics), 1), figsize=(3.2 * max(len(metrics), 1) + 1, 3.6), squeeze=False)
+    width = 0.7 / max(len(series), 1)
+    for ax, metric in zip(axes[0], metrics):
+        for j, s in enumerate(series):
+            offset = (j - (len(series) - 1) / 2) * width
+            for i, sid in enumerate(settings):
+                values = [100 * r["metrics"][f"{s}.{metric}"] for r in done
+                          if r["setting_id"] == sid and f"{s}.{metric}" in r["metrics"]]
+                if not values:
+                    continue
+                ax.scatter([i + offset] * len(values), values, s=14, color=f"C{j}", label=s if i == 0 else None)
+                ax.hlines(np.mean(values), i + offset - width / 2.5, i + offset + width / 2.5, color="black", lw=1)
+        ax.set_xticks(range(len(settings)), settings, rotation=30, ha="right", fontsize=7)
+        ax.set_xlabel("setting")
+        ax.set_ylabel(f"{METRIC_NAMES.get(metric, metric)} (%)")
+    if series:
+        axes[0][0].legend(fontsize=7)
+    fig.suptitle("Sweep: per-seed spread (dots: seeds, lines: means)")
     fig.tight_layout()
     return fig

@@ -1,6 +1,6 @@
 """`gsmoe sweep`: many runs of the notebook pipeline (seeds × settings), on one machine or a Dask cluster.
 
-The paper reports single runs. A sweep runs the same notebook collection (`pipeline.reproduce`) once per
+The paper reports single runs. A sweep runs the same notebook collection (`reproduce.reproduce`) once per
 *cell*, a cell being one grid point (a setting of notebook parameters) and one seed, each into its own run
 folder, so a cell reuses everything a single run does: skip-if-done notebooks, resumed training stages,
 results.json. A small YAML spec describes the sweep::
@@ -35,7 +35,7 @@ Decisions (the issue leaves them open):
 - **Seeds.** The notebooks train seeds `first_seed .. first_seed + seeds - 1`; a cell runs one seed with
   `seeds=1, first_seed=s` (nothing for s = 0, the default). A seed other than 0 needs every selected
   notebook to declare `first_seed`.
-- **Grid parameters** go only to the notebooks that declare them (`pipeline.reproduce(params=...)`); a
+- **Grid parameters** go only to the notebooks that declare them (`reproduce.reproduce(params=...)`); a
   grid key that no selected notebook declares is an error before anything runs (a typo would otherwise
   silently sweep nothing). `run_dir`, `seeds` and `first_seed` are the sweep's own and cannot be gridded.
 - **Cell ids** are readable: `seed-0__profile-tiny__cluster_counts-5`. Values are shortened to their file
@@ -55,7 +55,6 @@ import argparse
 import hashlib
 import itertools
 import json
-import math
 import re
 import socket
 import sys
@@ -64,10 +63,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
-import numpy as np
 import pandas as pd
 
 from gsmoe_lib import runs
+from gsmoe_lib.reporting import sweep_markdown, sweep_table, table_metrics
 
 RUN_KEYS = ("profile", "dataset", "data_root", "device")  # reproduce() arguments that a grid may vary
 RESERVED = ("run_dir", "seeds", "first_seed")  # set by the sweep for every cell
@@ -76,8 +75,6 @@ SPEC_KEYS = ("dataset", "profile", "data_root", "device", "seeds", "notebooks", 
 DATASETS = ("ucf-crime", "xd-violence")
 DEVICES = ("cpu", "cuda")
 CELL_FILE = "cell.json"
-# The test metrics a sweep aggregates (metrics.evaluate_scores' keys, fractions in [0, 1]), in reading order.
-METRICS = ("auc", "auc_abnormal", "ap", "ap_trapz", "ap_abnormal", "ap_abnormal_trapz")
 
 
 class SpecError(ValueError):
@@ -234,7 +231,7 @@ def make_cells(spec: SweepSpec) -> list[Cell]:
 
 
 def cell_arguments(spec: SweepSpec, cell: Cell) -> dict[str, Any]:
-    """The keyword arguments of `pipeline.reproduce` for one cell (the cell's identity for skip-if-done)."""
+    """The keyword arguments of `reproduce.reproduce` for one cell (the cell's identity for skip-if-done)."""
     args: dict[str, Any] = {"data_root": spec.data_root, "dataset": spec.dataset, "profile": spec.profile,
                             "device": spec.device}
     # Seed 0 is the notebooks' default: passing nothing keeps seed-0 sweeps running on notebooks that
@@ -252,7 +249,7 @@ CellRunner = Callable[[Path, dict[str, Any]], Path]
 
 def pipeline_runner(run_dir: Path, arguments: dict[str, Any]) -> Path:
     """The default cell runner: the notebook collection into `run_dir`."""
-    from gsmoe_lib.pipeline import reproduce
+    from gsmoe_lib.reproduce import reproduce
 
     return reproduce(out=run_dir, progress=False, copy_figures=False, **arguments)
 
@@ -262,7 +259,7 @@ def check_against_notebooks(spec: SweepSpec, notebook_dir: str | Path | None = N
     can reach the notebooks (each declares `first_seed`)."""
     from gsmoe_lib.notebook import declared_parameters
     from gsmoe_lib.paths import PROJECT_ROOT
-    from gsmoe_lib.pipeline import select_notebooks
+    from gsmoe_lib.reproduce import select_notebooks
 
     nb_dir = Path(notebook_dir) if notebook_dir is not None else PROJECT_ROOT / "notebooks"
     declared = {nb: declared_parameters(nb_dir / f"{nb}.ipynb")
@@ -289,33 +286,6 @@ def _worker_identity() -> tuple[str, str]:
         return get_worker().address, socket.gethostname()
     except (ImportError, ValueError):  # ValueError: not inside a Dask task
         return "local", socket.gethostname()
-
-
-def table_metrics(results: Mapping[str, Any], tables: Sequence[str]) -> dict[str, float]:
-    """Flatten tables of results.json: {"<table>.<row>.<metric>": value} or {"<table>.<metric>": value}.
-
-    A table is a mapping row -> {metric: number} (ablation, table3, table5) or metric -> number (encoder,
-    tgs). Only the test metrics (`METRICS`: fractions) are taken; notes, per-seed lists, configs and the
-    `<metric>_std` companions (a cell has one seed) are left out. A table that holds metrics itself is a
-    metric table: its nested mappings (a config, settings) are not rows and are not read.
-    """
-    def numbers(prefix: str, mapping: Mapping[str, Any]) -> dict[str, float]:
-        return {f"{prefix}.{m}": float(v) for m, v in mapping.items()
-                if m in METRICS and isinstance(v, (int, float)) and not isinstance(v, bool)}
-
-    out: dict[str, float] = {}
-    for table in tables:
-        rows = results.get(table)
-        if not isinstance(rows, Mapping):
-            continue
-        own = numbers(table, rows)
-        out.update(own)
-        if own:
-            continue  # metric -> number: a nested config's "auc" is not a result
-        for row, metrics in rows.items():
-            if isinstance(metrics, Mapping):
-                out.update(numbers(f"{table}.{row}", metrics))
-    return out
 
 
 def run_cell(cell: Cell, run_dir: str, arguments: dict[str, Any], tables: Sequence[str],
@@ -408,7 +378,7 @@ def run_sweep(spec: SweepSpec, out: str | Path, executor: str = "local", address
 
 def _with_data_root(spec: SweepSpec) -> SweepSpec:
     """Build the default synthetic dataset once, here, so that parallel cells never write it concurrently."""
-    from gsmoe_lib.pipeline import default_data
+    from gsmoe_lib.reproduce import default_data
 
     if spec.data_root is not None or "data_root" in spec.grid:
         return spec
@@ -455,129 +425,21 @@ def _run_dask(todo: list[Cell], out: Path, arguments: dict[str, dict[str, Any]],
 # ---------------------------------------------------------------------------------------------------
 
 
-# Reading order of "<table>.<row>.<metric>" names (cell.json stores them with sorted keys).
-_ROW_ORDER = ("baseline", "tgs", "experts", "gsmoe")
-
-
-def _ordered(names: set[str], tables: Sequence[str]) -> list[str]:
-    """Tables in spec order, then the Table 2 rows in the paper's order, then the metrics in ours."""
-    def rank(value: str, order: Sequence[str]) -> tuple[int, str]:
-        return (list(order).index(value), value) if value in order else (len(order), value)
-
-    def key(name: str) -> tuple:
-        series, metric = name.rsplit(".", 1)
-        table, _, row = series.partition(".")
-        return rank(table, tables), rank(row, _ROW_ORDER), rank(metric, METRICS)
-
-    return sorted(names, key=key)
-
-
 def summarize(records: Sequence[Mapping[str, Any]], spec: SweepSpec) -> pd.DataFrame:
-    """One row per setting: its grid values, cell counts, and `<metric>_mean` / `<metric>_std` over seeds."""
-    by_setting: dict[str, list[Mapping[str, Any]]] = {}
-    for r in records:
-        by_setting.setdefault(r["setting_id"], []).append(r)
-    metric_names = _ordered({m for r in records for m in r.get("metrics", {})}, spec.tables)
-    rows = []
-    for sid, group in by_setting.items():
-        row: dict[str, Any] = {"setting": sid}
-        for key in spec.grid:
-            value = group[0]["setting"][key]
-            row[key] = json.dumps(value) if isinstance(value, (list, dict)) else value
-        done = [r for r in group if r["status"] == "done"]
-        row.update(seeds=len(group), done=len(done), failed=len(group) - len(done))
-        for m in metric_names:
-            values = np.array([r["metrics"][m] for r in done if m in r["metrics"]], dtype=float)
-            row[f"{m}_mean"] = float(values.mean()) if len(values) else math.nan
-            row[f"{m}_std"] = float(values.std(ddof=1)) if len(values) > 1 else math.nan
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def _percent(mean: float, std: float) -> str:
-    if math.isnan(mean):
-        return "–"
-    return f"{100 * mean:.2f}" + ("" if math.isnan(std) else f" ± {100 * std:.2f}")
-
-
-def sweep_markdown(table: pd.DataFrame, records: Sequence[Mapping[str, Any]], spec: SweepSpec) -> str:
-    """One markdown table per results table row (e.g. per ablation row); rows are settings, in percent."""
-    from gsmoe_lib.metrics import METRIC_NAMES
-
-    means = [c[:-5] for c in table.columns if c.endswith("_mean")]
-    groups: dict[str, list[str]] = {}
-    for m in means:
-        series, metric = m.rsplit(".", 1)
-        groups.setdefault(series, []).append(metric)
-    seeds = ", ".join(map(str, spec.seeds))
-    lines = [f"# Sweep: {spec.profile} profile, seeds {seeds}\n",
-             f"Mean ± sample std over seeds (percent); `done` counts the finished seeds.\n"]
-    settings = ["setting", *spec.grid, "done"]
-    for series, metrics in groups.items():
-        lines.append(f"## {series}\n")
-        header = [*settings, *(f"{METRIC_NAMES.get(m, m)} (%)" for m in metrics)]
-        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        for _, row in table.iterrows():
-            cells = [str(row[s]) for s in settings]
-            cells += [_percent(row[f"{series}.{m}_mean"], row[f"{series}.{m}_std"]) for m in metrics]
-            lines.append("| " + " | ".join(cells) + " |")
-        lines.append("")
-    if not groups:
-        lines.append(f"No metrics yet: no finished cell has the tables {', '.join(spec.tables)} in its "
-                     "results.json (the notebooks that write them may be outside the selection).\n")
-    failed = [r for r in records if r["status"] == "failed"]
-    if failed:
-        lines.append("## Failed cells\n")
-        lines += [f"- `{r['id']}` on {r['worker']}: {r['error']}" for r in failed]
-        lines.append("")
-    return "\n".join(lines)
-
-
-def plot_spread(records: Sequence[Mapping[str, Any]], tables: Sequence[str] = ("ablation",)):
-    """Per-seed values of each metric (one panel per metric), settings on x, one colour per table row.
-
-    Each dot is one seed; a short black line marks the mean over seeds.
-    """
-    import matplotlib.pyplot as plt
-
-    from gsmoe_lib.metrics import METRIC_NAMES
-
-    done = [r for r in records if r["status"] == "done"]
-    names = _ordered({m for r in done for m in r["metrics"]}, tables)
-    metrics = list(dict.fromkeys(n.rsplit(".", 1)[1] for n in names))
-    series = list(dict.fromkeys(n.rsplit(".", 1)[0] for n in names))
-    settings = list(dict.fromkeys(r["setting_id"] for r in records))
-    fig, axes = plt.subplots(1, max(len(metrics), 1), figsize=(3.2 * max(len(metrics), 1) + 1, 3.6), squeeze=False)
-    width = 0.7 / max(len(series), 1)
-    for ax, metric in zip(axes[0], metrics):
-        for j, s in enumerate(series):
-            offset = (j - (len(series) - 1) / 2) * width
-            for i, sid in enumerate(settings):
-                values = [100 * r["metrics"][f"{s}.{metric}"] for r in done
-                          if r["setting_id"] == sid and f"{s}.{metric}" in r["metrics"]]
-                if not values:
-                    continue
-                ax.scatter([i + offset] * len(values), values, s=14, color=f"C{j}", label=s if i == 0 else None)
-                ax.hlines(np.mean(values), i + offset - width / 2.5, i + offset + width / 2.5, color="black", lw=1)
-        ax.set_xticks(range(len(settings)), settings, rotation=30, ha="right", fontsize=7)
-        ax.set_xlabel("setting")
-        ax.set_ylabel(f"{METRIC_NAMES.get(metric, metric)} (%)")
-    if series:
-        axes[0][0].legend(fontsize=7)
-    fig.suptitle("Sweep: per-seed spread (dots: seeds, lines: means)")
-    fig.tight_layout()
-    return fig
+    """sweep.csv: one row per setting, `<metric>_mean` / `<metric>_std` over its seeds (`reporting.sweep_table`)."""
+    return sweep_table(records, list(spec.grid), spec.tables)
 
 
 def write_summary(table: pd.DataFrame, records: Sequence[Mapping[str, Any]], spec: SweepSpec, out: Path) -> None:
-    """OUT/sweep.csv, OUT/sweep.md and OUT/sweep_spread.png / .pdf."""
+    """OUT/sweep.csv, OUT/sweep.md (`reporting.sweep_markdown`) and OUT/sweep_spread.png / .pdf."""
     import matplotlib.pyplot as plt
 
-    from gsmoe_lib.figures import save_figure
+    from gsmoe_lib.figures import plot_sweep_spread, save_figure
 
     runs.write_text(out / "sweep.csv", table.to_csv(index=False, float_format="%.6g"))
-    runs.write_text(out / "sweep.md", sweep_markdown(table, records, spec))
-    fig = plot_spread(records, spec.tables)
+    title = f"Sweep: {spec.profile} profile, seeds {', '.join(map(str, spec.seeds))}"
+    runs.write_text(out / "sweep.md", sweep_markdown(table, records, title, list(spec.grid), spec.tables))
+    fig = plot_sweep_spread(records, spec.tables)
     save_figure(fig, out / "sweep_spread")
     plt.close(fig)
 

@@ -5,7 +5,7 @@
   its "save" button writes the configuration as JSON (`TGSConfig.to_json`), the file the training
   notebooks' `tgs_config` parameter and `gsmoe train --tgs-config` accept.
 - `AlarmExplorer`: a threshold slider and a target false-alarm rate over a run's test scores; shows
-  frame-level precision / recall / F1 and false alarms per hour (`metrics.operating_point`, whose
+  frame-level precision / recall / F1 and false alarms per hour (`operating_point.operating_point`, whose
   docstring defines a false alarm) and a timeline of one video; its "save" button writes the operating
   point JSON that `gsmoe score --operating-point` accepts.
 
@@ -31,7 +31,7 @@ from IPython.display import Image, display
 from matplotlib.figure import Figure
 
 from gsmoe_lib import figures, runs
-from gsmoe_lib.metrics import operating_curve, operating_point, threshold_for_false_alarm_rate
+from gsmoe_lib.operating_point import operating_curve, operating_point, threshold_for_false_alarm_rate
 from gsmoe_lib.tgs import NORMALIZE_MODES, SCALES, SIGMA_MODES, TGSConfig, explain
 
 
@@ -243,7 +243,7 @@ class AlarmExplorer(_FigureWidget):
 
     @property
     def point(self) -> dict[str, float | int]:
-        """`metrics.operating_point` at the current threshold (plus the target rate in the box)."""
+        """`operating_point.operating_point` at the current threshold (plus the target rate in the box)."""
         op = operating_point(self.video_scores, self.frame_labels, self.threshold.value, self.fps)
         return {**op, "target_false_alarms_per_hour": float(self.target_rate.value)}
 

@@ -34,7 +34,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from gsmoe_lib.pipeline import PROJECT_ROOT
+from gsmoe_lib.paths import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from gsmoe_lib.notebook import NotebookFailed, execute_notebook
-from gsmoe_lib.pipeline import PROJECT_ROOT
+from gsmoe_lib.paths import PROJECT_ROOT
 from gsmoe_lib.tgs import TGSConfig
 
 pytestmark = pytest.mark.slow

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from gsmoe_lib import runs
+from gsmoe_lib.reporting import table_metrics
 from gsmoe_lib.sweep import (
     SpecError,
     check_against_notebooks,
@@ -22,7 +23,6 @@ from gsmoe_lib.sweep import (
     make_cells,
     parse_spec,
     run_sweep,
-    table_metrics,
 )
 
 GRID = {"x": [1, 2]}

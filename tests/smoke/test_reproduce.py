@@ -14,9 +14,11 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from gsmoe_lib.metrics import COLLAPSE_STD, PAPER_NUMBERS
+from gsmoe_lib.metrics import COLLAPSE_STD
+from gsmoe_lib.reporting import PAPER_NUMBERS
 from gsmoe_lib.notebook import NotebookFailed, ParameterError
-from gsmoe_lib.pipeline import NOTEBOOKS, PROJECT_ROOT, reproduce
+from gsmoe_lib.paths import PROJECT_ROOT
+from gsmoe_lib.reproduce import NOTEBOOKS, reproduce
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +45,7 @@ def stages_before(tiny_run):
 def run(tiny_run, tiny_data, stages_before):
     # The session's finished tiny run (tests/conftest.py): the notebooks find its stages done (same config)
     # and load them, so the smoke run pays only for the analysis and the ablation variants. The notebooks
-    # run with notebooks/ as working directory, as in JupyterLab (pipeline.reproduce).
+    # run with notebooks/ as working directory, as in JupyterLab (reproduce.reproduce).
     reproduce(out=tiny_run, data_root=tiny_data, profile="tiny", progress=False, timeout=300,
               params={"cluster_counts": [3]})
     return tiny_run

@@ -332,7 +332,7 @@ def test_advantage_and_collapse_over_seeds():
 
 
 def test_a_collapsed_stage_is_shown_as_collapsed_not_as_a_metric():
-    from gsmoe_lib.pipeline import comparison_table, mean_over_seeds
+    from gsmoe_lib.reporting import comparison_table, mean_over_seeds
 
     dead = mean_over_seeds([{"auc": 0.51, "score_std": 1e-5, "collapsed": True},
                             {"auc": 0.49, "score_std": 3e-5, "collapsed": True}])
@@ -350,7 +350,7 @@ def test_a_collapsed_stage_is_shown_as_collapsed_not_as_a_metric():
 
 
 def test_results_markdown_has_the_diagnostics():
-    from gsmoe_lib.pipeline import results_markdown
+    from gsmoe_lib.reporting import results_markdown
 
     md = results_markdown({
         "dataset": "ucf-crime",

@@ -10,14 +10,12 @@ from sklearn.exceptions import UndefinedMetricWarning
 from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_auc_score
 
 from gsmoe_lib.metrics import (
-    PAPER_NUMBERS,
     ap_trapezoid,
     average_crops,
     average_precision,
     classwise_auc,
     evaluate_scores,
     expand_to_frames,
-    metric_table,
     roc_auc,
 )
 
@@ -163,19 +161,3 @@ def test_classwise_multilabel_video_counts_for_each_class():
     assert result == pytest.approx({"B1": 1.0, "G": 1.0})
     with pytest.raises(ValueError, match="normal_videos"):
         classwise_auc(scores, labels, {"v": ("B1",)}, normal_videos="some")  # type: ignore[arg-type]
-
-
-def test_metric_table_percent_beside_paper():
-    table = metric_table(
-        {"gate": {"auc": 0.9, "ap_abnormal": 0.5, "ap_abnormal_trapz": 0.49}, "mine": {"auc": float("nan")}},
-        dataset="ucf-crime",
-        metrics=("auc", "ap_abnormal", "ap_abnormal_trapz"),
-    )
-    lines = table.strip().splitlines()
-    assert lines[0] == (
-        "| row | AUC ours (%) | AUC paper (%) | AP_A ours (%) | AP_A paper (%) "
-        "| AP_A (trapz) ours (%) | AP_A (trapz) paper (%) |"
-    )
-    assert lines[2] == "| gate | 90.00 | 91.58 | 50.00 | 51.63 | 49.00 | 51.63 |"
-    assert lines[3] == "| mine | nan | – | – | – | – | – |"
-    assert PAPER_NUMBERS[("xd-violence", "gs-moe", "ap")] == 82.89

@@ -10,7 +10,8 @@ import pytest
 from papermill.translators import PythonTranslator
 
 from gsmoe_lib.notebook import ParameterError, check_parameters, declared_parameters, validate_parameters
-from gsmoe_lib.pipeline import COMMON_PARAMETERS, NOTEBOOKS, PROJECT_ROOT
+from gsmoe_lib.paths import PROJECT_ROOT
+from gsmoe_lib.reproduce import COMMON_PARAMETERS, NOTEBOOKS
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 COMMITTED = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
@@ -79,7 +80,7 @@ def test_check_parameters_needs_a_tagged_cell(tmp_path):
 
 def test_the_collection_has_notebooks():
     assert COMMITTED, f"no notebooks in {NOTEBOOK_DIR}"
-    assert {p.stem for p in COMMITTED} <= set(NOTEBOOKS), "a notebook missing from pipeline.NOTEBOOKS never runs"
+    assert {p.stem for p in COMMITTED} <= set(NOTEBOOKS), "a notebook missing from reproduce.NOTEBOOKS never runs"
 
 
 @pytest.mark.parametrize("path", COMMITTED, ids=lambda p: p.name)

@@ -9,7 +9,8 @@ import pytest
 
 from gsmoe_lib import notebook
 from gsmoe_lib.notebook import PATH_PARAMETERS, declared_parameters, validate_parameters
-from gsmoe_lib.pipeline import DEFAULT_OUT, LIST_PARAMETERS, PROJECT_ROOT
+from gsmoe_lib.paths import PROJECT_ROOT
+from gsmoe_lib.reproduce import DEFAULT_OUT, LIST_PARAMETERS
 from gsmoe_lib.train import make_config
 
 COMMITTED = sorted((PROJECT_ROOT / "notebooks").glob("*.ipynb"))

@@ -1,11 +1,11 @@
-"""Operating points (metrics.operating_point & co.) against hand-computed cases and a brute-force reference."""
+"""Operating points (operating_point.py) against hand-computed cases and a brute-force reference."""
 
 import math
 
 import numpy as np
 import pytest
 
-from gsmoe_lib.metrics import (
+from gsmoe_lib.operating_point import (
     false_alarm_curve,
     operating_curve,
     operating_point,

@@ -81,7 +81,7 @@ def test_data_identity_is_normalised(tmp_path, monkeypatch):
 
 
 def test_config_for_passes_the_list_files_and_defaults_to_the_project_data():
-    from gsmoe_lib.pipeline import PROJECT_ROOT
+    from gsmoe_lib.paths import PROJECT_ROOT
 
     cfg = train.config_for("tiny", "", "", 0, "cpu", train_list="/l/t.list", test_list="", annotations="/l/a.txt")
     assert (cfg.data.train_list, cfg.data.test_list, cfg.data.annotations) == ("/l/t.list", None, "/l/a.txt")

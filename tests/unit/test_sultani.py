@@ -92,7 +92,7 @@ def test_config_defaults_are_sultanis():
 
 
 def test_results_md_puts_the_sultani_row_first_in_table_2_beside_the_papers_77_42():
-    from gsmoe_lib.pipeline import results_markdown
+    from gsmoe_lib.reporting import results_markdown
 
     row = {"auc": 0.8123, "auc_abnormal": 0.7, "ap": 0.5, "ap_abnormal": 0.6}
     md = results_markdown({"dataset": "ucf-crime", "profile": "quick", "seeds": 1,

@@ -8,7 +8,7 @@ import pytest
 
 matplotlib.use("Agg")
 
-from gsmoe_lib.metrics import operating_point, threshold_for_false_alarm_rate  # noqa: E402
+from gsmoe_lib.operating_point import operating_point, threshold_for_false_alarm_rate  # noqa: E402
 from gsmoe_lib.tgs import TGSConfig, explain  # noqa: E402
 from gsmoe_lib.widgets import AlarmExplorer, TGSTuner  # noqa: E402
 

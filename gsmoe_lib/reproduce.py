@@ -1,5 +1,7 @@
 """`gsmoe reproduce`: run the notebook collection with papermill and collect its tables and figures.
 
+(Named for the command: the *training* pipeline, the four stages one after the other, is `train.run_pipeline`.)
+
 The notebooks in `notebooks/` are the paper's experiments; this module only runs them, in dependency
 order (`NOTEBOOKS`), with the same common parameters, into one run folder::
 
@@ -32,7 +34,7 @@ Decisions (none of them is in the paper):
 - **Timeout.** `timeout` is papermill's execution timeout, which applies per cell.
 - **Results.** results.json is the merge of RUN/results/*.json (one key per file) plus the run's
   dataset, profile, seeds, data root, versions and timings; results.md renders the known keys as
-  markdown tables beside `metrics.PAPER_NUMBERS`, in percent.
+  markdown tables beside `reporting.PAPER_NUMBERS`, in percent (`reporting.results_markdown`).
 - **Figures in the repository.** Only the default run (synthetic data, quick profile, one seed, all
   notebooks) copies its PNG figures into the repository's `figures/`, so the README always shows the
   default run and never a tiny or a real-data run.
@@ -43,14 +45,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import math
 import shutil
 import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from gsmoe_lib import runs
-from gsmoe_lib.metrics import COLLAPSE_STD, METRIC_NAMES, PAPER_CLASSWISE_AUC, PAPER_NUMBERS
+from gsmoe_lib.reporting import results_markdown, timing_table
 from gsmoe_lib.paths import PROJECT_ROOT
 
 
@@ -74,240 +75,11 @@ NOTEBOOKS: tuple[str, ...] = (
 COMMON_PARAMETERS = ("run_dir", "data_root", "dataset", "profile", "seeds", "device")
 LIST_PARAMETERS = ("train_list", "test_list", "annotations")  # declared by every notebook; passed when given
 DEFAULT_OUT = "runs/reproduce"
-ABLATION_ROWS = ("baseline", "tgs", "experts", "gsmoe")
-REPORTED_METRICS = ("auc", "auc_abnormal", "ap", "ap_abnormal")
 
 
 # ---------------------------------------------------------------------------------------------------
-# Per-seed summaries (used by the notebooks)
+# results.json and results.md (the tables themselves: reporting.results_markdown)
 # ---------------------------------------------------------------------------------------------------
-
-
-def mean_over_seeds(per_seed: Sequence[Mapping[str, Any]],
-                    metrics: Sequence[str] = ("auc", "auc_abnormal", "ap", "ap_trapz", "ap_abnormal",
-                                              "ap_abnormal_trapz")) -> dict[str, float]:
-    """Mean of each metric over seeds (fractions), with a `<metric>_std` companion when there are 2+ seeds.
-
-    The std is the sample standard deviation (ddof=1). A metric that is NaN for one seed (a tiny split
-    where it is undefined) makes the mean NaN: it is reported, not hidden. Stage metrics that carry the
-    collapse report (`metrics.collapse_report`) add "score_std" (mean over seeds), "collapsed_seeds" and
-    "n_seeds", which `comparison_table` uses to show a collapsed stage as collapsed, not as a metric.
-    """
-    if not per_seed:
-        raise ValueError("mean_over_seeds: no seeds")
-    out: dict[str, float] = {}
-    for m in metrics:
-        values = [float(s[m]) for s in per_seed if m in s]
-        if not values:
-            continue
-        mean = sum(values) / len(values)
-        out[m] = mean
-        if len(per_seed) > 1:
-            var = sum((v - mean) ** 2 for v in values) / max(len(values) - 1, 1)
-            out[f"{m}_std"] = math.sqrt(var)
-    reports = [s for s in per_seed if "collapsed" in s and "score_std" in s]
-    if reports:
-        out["score_std"] = sum(float(s["score_std"]) for s in reports) / len(reports)
-        out["collapsed_seeds"] = sum(bool(s["collapsed"]) for s in reports)
-        out["n_seeds"] = len(reports)
-    return out
-
-
-# ---------------------------------------------------------------------------------------------------
-# results.md: our tables beside the paper's
-# ---------------------------------------------------------------------------------------------------
-
-# Which paper metric each of our metrics faces (both AP conventions face the paper's AP).
-_PAPER_METRIC = {"ap_trapz": "ap", "ap_abnormal_trapz": "ap_abnormal"}
-
-
-def _cell(value: Any, std: Any = None) -> str:
-    if value is None:
-        return "–"
-    v = float(value)
-    if math.isnan(v):
-        return "nan"
-    text = f"{100.0 * v:.2f}"
-    if std is not None and not math.isnan(float(std)):
-        text += f" ± {100.0 * float(std):.2f}"
-    return text
-
-
-def comparison_table(rows: Sequence[tuple[str, str, Mapping[str, Any]]], dataset: str,
-                     metrics: Sequence[str] = REPORTED_METRICS) -> str:
-    """Markdown table: one row per (label, paper row key, our metrics), ours (mean ± std) beside the paper's.
-
-    Our metrics are fractions (shown in percent); the paper's come from `PAPER_NUMBERS[(dataset, key,
-    metric)]` ("–" where the paper has no number). A row collapsed on every seed ("collapsed_seeds" ==
-    "n_seeds", see `mean_over_seeds`) shows "collapsed (std …)" instead of its metrics; one collapsed on
-    some seeds says so in its label.
-    """
-    header = ["row"]
-    for m in metrics:
-        name = METRIC_NAMES.get(m, m)
-        header += [f"{name} ours (%)", f"{name} paper (%)"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for label, key, values in rows:
-        n_collapsed, n_seeds = int(values.get("collapsed_seeds", 0)), int(values.get("n_seeds", 0))
-        all_collapsed = n_seeds > 0 and n_collapsed >= n_seeds
-        if n_collapsed and not all_collapsed:
-            label = f"{label} (collapsed on {n_collapsed} of {n_seeds} seeds)"
-        cells = [label]
-        for m in metrics:
-            paper = PAPER_NUMBERS.get((dataset, key, _PAPER_METRIC.get(m, m)))
-            ours = f"collapsed (std {values['score_std']:.1e})" if all_collapsed else \
-                _cell(values.get(m), values.get(f"{m}_std"))
-            cells += [ours, "–" if paper is None else f"{paper:.2f}"]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def _classwise_table(ours: Mapping[str, Mapping[str, Any]], paper: Mapping[str, Mapping[str, float]]) -> str:
-    """Class-wise AUC (percent): columns are the keys of `ours` (e.g. unmasked / masked), paper beside."""
-    columns = sorted(ours, key=lambda c: (c != "unmasked", c))  # the full model first
-    classes = sorted({c for col in ours.values() for c in col})
-    header = ["class"]
-    for col in columns:
-        header += [f"{col} ours (%)", f"{col} paper (%)"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for cls in classes:
-        cells = [cls]
-        for col in columns:
-            p = paper.get(col, {}).get(cls)
-            value = ours[col].get(cls)
-            cells += [_cell(value if isinstance(value, (int, float)) else None), "–" if p is None else f"{p:.2f}"]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def _flat_classwise(obj: Any) -> dict[str, dict[str, float]] | None:
-    """{column: {class: auc}} from a results entry that is either {class: auc} or {column: {class: auc}}."""
-    if not isinstance(obj, Mapping) or not obj:
-        return None
-    if all(isinstance(v, (int, float)) for v in obj.values()):
-        return {"ours": dict(obj)}
-    cols = {k: v for k, v in obj.items() if isinstance(v, Mapping) and v
-            and all(isinstance(x, (int, float)) for x in v.values())}
-    return cols or None
-
-
-def results_markdown(results: Mapping[str, Any]) -> str:
-    """results.md from results.json: every table we have beside the paper's, in percent."""
-    ds = results.get("dataset", "ucf-crime")
-    seeds = results.get("seeds", 1)
-    out = [
-        "# Results of `gsmoe reproduce`\n",
-        f"Dataset **{ds}**, profile **{results.get('profile')}**, {seeds} seed(s), data root "
-        f"`{results.get('data_root')}`. All numbers are frame-level metrics in percent"
-        + (" (mean ± sample std over seeds)" if seeds > 1 else "") + "; the paper's numbers are those of the "
-        "real features and the paper's schedule, so on the synthetic data only the *ordering* of rows is "
-        "comparable. AP is scikit-learn's average precision; the paper's AP is shown beside it.\n",
-    ]
-    ablation = results.get("ablation")
-    if isinstance(ablation, Mapping):
-        labels = {"baseline": ("UR-DMU baseline (encoder, MIL)", "baseline"), "tgs": ("+ TGS", "tgs"),
-                  "experts": ("+ class experts (max)", "experts"), "gsmoe": ("+ gate = GS-MoE", "gate")}
-        rows = [(labels[k][0], labels[k][1], ablation[k]) for k in ABLATION_ROWS if k in ablation]
-        if isinstance(results.get("sultani"), Mapping):  # the floor every stage must clear (gsmoe_lib/sultani.py)
-            rows.insert(0, ("Sultani MIL (reference, raw features)", "sultani", results["sultani"]))
-        out += ["## Table 2: component ablation\n", comparison_table(rows, ds)]
-    table3 = results.get("table3")
-    if isinstance(table3, Mapping):
-        rows = [(label, key, table3[name]) for name, label, key in
-                (("with_features", "gate with task-aware features", "gate"),
-                 ("without_features", "gate without task-aware features", "gate-no-features"))
-                if name in table3]
-        out += ["## Table 3: the gate with / without task-aware features\n", comparison_table(rows, ds)]
-    table4 = _flat_classwise(results.get("table4"))
-    if table4:
-        out += ["## Table 4: class-wise AUC with the class's expert masked\n",
-                _classwise_table(table4, PAPER_CLASSWISE_AUC if ds == "ucf-crime" else {})]
-    table5 = results.get("table5")
-    if isinstance(table5, Mapping):
-        rows = [(f"{k.split('-')[1]} cluster experts", k, v) for k, v in sorted(table5.items())
-                if k.startswith("clusters-") and isinstance(v, Mapping)]
-        if isinstance(table5.get("class"), Mapping):
-            rows.append(("class experts (GS-MoE)", "gate", table5["class"]))
-        out += ["## Table 5: cluster experts against class experts\n", comparison_table(rows, ds)]
-        if table5.get("note"):
-            out.append(f"Note: {table5['note']}\n")
-    classwise = _flat_classwise(results.get("classwise"))
-    if classwise:
-        # The paper's class-wise AUC of the full model is Table 4's "unmasked" column.
-        unmasked = PAPER_CLASSWISE_AUC["unmasked"]
-        paper = {"unmasked": unmasked, "gsmoe": unmasked, "gs-moe": unmasked} if ds == "ucf-crime" else {}
-        out += ["## Class-wise AUC (Figure 4)\n", _classwise_table(classwise, paper)]
-    out += _diagnostics_markdown(results, ds)
-    timings = results.get("timings")
-    if isinstance(timings, Mapping) and timings:
-        out += ["## Time per notebook\n", _timing_table(timings)]
-    return "\n".join(out)
-
-
-def _points(value: Any, std: Any = None, signed: bool = True) -> str:
-    """AUC points (already in points) as text; "–" when missing, "nan" when undefined."""
-    if value is None:
-        return "–"
-    v = float(value)
-    if math.isnan(v):
-        return "nan"
-    text = f"{v:+.2f}" if signed else f"{v:.2f}"
-    if std is not None and not math.isnan(float(std)):
-        text += f" ± {float(std):.2f}"
-    return text
-
-
-def _diagnostics_markdown(results: Mapping[str, Any], dataset: str) -> list[str]:
-    """Issue 12's diagnostics: do the experts specialise, does the gate use them, did a stage collapse."""
-    rows = []
-    spec = results.get("specialisation")
-    adv = spec.get("own_expert_advantage") if isinstance(spec, Mapping) else None
-    if isinstance(adv, Mapping):
-        rows.append(("own-expert advantage (AUC points, mean over classes; notebook 12)",
-                     f"{_points(adv.get('mean'), adv.get('std'))} ({adv.get('n_positive')} of "
-                     f"{adv.get('n_classes')} classes positive)",
-                     "experts specialise (Fig. 5, Table 4); issue 12: ≥ +3, ≥ 10 of 13 positive"))
-    masking = results.get("masking")
-    drop = masking.get("mean_drop") if isinstance(masking, Mapping) else None
-    if isinstance(drop, Mapping):
-        paper = masking.get("paper_mean_drop")
-        for fill, how in (("zero", "by zero"), ("mean", "by the other experts' mean")):
-            if fill in drop:
-                rows.append((f"Table 4: mean drop of a class's AUC, own expert masked {how} (points; notebook 30)",
-                             _points(drop[fill], masking.get("mean_drop_std", {}).get(fill)),
-                             (f"{paper:.2f} (masked ≈ 50)" if fill == "zero" and paper is not None else "–")
-                             + ("; issue 12: ≥ 2" if fill == "zero" else "")))
-    tsne = results.get("tsne")
-    sil = tsne.get("silhouette") if isinstance(tsne, Mapping) else None
-    if isinstance(sil, Mapping) and sil:
-        rows.append(("t-SNE panels: silhouette of the classes (notebook 40)",
-                     " / ".join(f"{k} {float(v):.3f}" for k, v in sil.items()),
-                     "the classes separate after the experts (Fig. 5): experts > baseline"))
-    out = []
-    if rows:
-        out += ["## Diagnostics of the mixture (issue 12)\n",
-                "| what | ours | paper / target |\n|---|---|---|\n"
-                + "".join(f"| {a} | {b} | {c} |\n" for a, b, c in rows)]
-    collapse = results.get("collapse")
-    if isinstance(collapse, Mapping) and collapse:
-        lines = ["| stage | test-score std (mean over seeds) | collapsed seeds |", "|---|---|---|"]
-        for stage, c in collapse.items():
-            if isinstance(c, Mapping):
-                lines.append(f"| {stage} | {float(c.get('score_std', math.nan)):.2e} | "
-                             f"{c.get('collapsed_seeds')} of {c.get('n_seeds')} |")
-        out += ["## Stage collapse (notebook 13)\n",
-                f"A stage whose test scores have a pooled std below {COLLAPSE_STD:g} is collapsed: its metrics "
-                "are not reported.\n", "\n".join(lines) + "\n"]
-    return out
-
-
-def _timing_table(timings: Mapping[str, float], status: Mapping[str, str] | None = None) -> str:
-    lines = ["| notebook | time (s) |" + (" status |" if status else ""),
-             "|---|---|" + ("---|" if status else "")]
-    for name, seconds in timings.items():
-        lines.append(f"| {name} | {seconds:.1f} |" + (f" {status.get(name, '')} |" if status else ""))
-    lines.append(f"| total | {sum(timings.values()):.1f} |" + (" |" if status else ""))
-    return "\n".join(lines) + "\n"
 
 
 def collect_results(run_dir: str | Path, header: Mapping[str, Any], timings: Mapping[str, float]) -> dict[str, Any]:
@@ -474,7 +246,7 @@ def reproduce(out: str | Path = DEFAULT_OUT, data_root: str | Path | None = None
     header = {"dataset": ds, "profile": profile, "seeds": int(seeds), "device": device, "data_root": str(root),
               **{k: params[k] for k in LIST_PARAMETERS if k in params}}
     collect_results(run_dir, header, ordered)
-    print("\n" + _timing_table({nb: ordered[nb] for nb in status if nb in ordered}, status), flush=True)
+    print("\n" + timing_table({nb: ordered[nb] for nb in status if nb in ordered}, status), flush=True)
     if copy_figures if copy_figures is not None else default_run:
         target = PROJECT_ROOT / "figures"
         target.mkdir(exist_ok=True)
