@@ -46,6 +46,12 @@ UCF_CLASSES = (
     "Abuse", "Arrest", "Arson", "Assault", "Burglary", "Explosion", "Fighting",
     "RoadAccidents", "Robbery", "Shooting", "Shoplifting", "Stealing", "Vandalism",
 )
+# Real UCF-Crime train videos per class (the official Anomaly_Train.txt; REFERENCE §6): 810 in all. The
+# synthetic train split follows these proportions.
+UCF_TRAIN_COUNTS = {
+    "Abuse": 48, "Arrest": 45, "Arson": 41, "Assault": 47, "Burglary": 87, "Explosion": 29, "Fighting": 45,
+    "RoadAccidents": 127, "Robbery": 145, "Shooting": 27, "Shoplifting": 29, "Stealing": 95, "Vandalism": 45,
+}
 UCF_NORMAL_PREFIX = "Normal_Videos"
 # Folders of the UR-DMU lists that hold normal videos.
 UCF_NORMAL_FOLDERS = ("Training_Normal_Videos_Anomaly", "Testing_Normal_Videos_Anomaly", "Normal")

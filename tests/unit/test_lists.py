@@ -5,6 +5,7 @@ import pytest
 from gsmoe_lib.data.layouts import PACKAGED, RESOURCES
 from gsmoe_lib.data.lists import (
     UCF_CLASSES,
+    UCF_TRAIN_COUNTS,
     parse_feature_name,
     read_annotations,
     read_list,
@@ -12,18 +13,20 @@ from gsmoe_lib.data.lists import (
     xd_classes,
 )
 
-UCF_TRAIN_COUNTS = {
-    "Abuse": 48, "Arrest": 45, "Arson": 41, "Assault": 47, "Burglary": 87, "Explosion": 29, "Fighting": 45,
-    "RoadAccidents": 127, "Robbery": 145, "Shooting": 27, "Shoplifting": 29, "Stealing": 95, "Vandalism": 45,
-}
+
+def _packaged(dataset: str, train_counts: tuple[int, int], test_counts: tuple[int, int]):
+    """The packaged train and test lists of `dataset`, checked: (videos, abnormal) per split, no problems."""
+    train = read_list(PACKAGED[dataset]["train"], dataset)
+    test = read_list(PACKAGED[dataset]["test"], dataset)
+    assert (len(train.videos), sum(v.label for v in train.videos)) == train_counts
+    assert (len(test.videos), sum(v.label for v in test.videos)) == test_counts
+    assert not train.problems and not test.problems
+    return train, test
 
 
 def test_packaged_ucf_lists():
-    train = read_list(PACKAGED["ucf-crime"]["train"], "ucf-crime")
-    test = read_list(PACKAGED["ucf-crime"]["test"], "ucf-crime")
-    assert (len(train.videos), sum(v.label for v in train.videos)) == (1610, 810)
-    assert (len(test.videos), sum(v.label for v in test.videos)) == (290, 140)
-    assert not train.problems and not test.problems
+    train, _ = _packaged("ucf-crime", (1610, 810), (290, 140))
+    # the per-class counts the synthetic train split is proportioned by (lists.UCF_TRAIN_COUNTS) are real
     counts = Counter(c for v in train.videos for c in v.classes)
     assert counts == UCF_TRAIN_COUNTS and set(counts) == set(UCF_CLASSES)
     assert train.videos[0].name == "Abuse001_x264" and train.videos[0].classes == ("Abuse",)
@@ -31,11 +34,7 @@ def test_packaged_ucf_lists():
 
 
 def test_packaged_xd_lists():
-    train = read_list(PACKAGED["xd-violence"]["train"], "xd-violence")
-    test = read_list(PACKAGED["xd-violence"]["test"], "xd-violence")
-    assert (len(train.videos), sum(v.label for v in train.videos)) == (3954, 1905)
-    assert (len(test.videos), sum(v.label for v in test.videos)) == (800, 500)
-    assert not train.problems and not test.problems
+    train, test = _packaged("xd-violence", (3954, 1905), (800, 500))
     assert not train.videos[0].name.endswith("vggish")
     # the audio test list names the same videos as the per-crop RGB test list
     audio = read_list(RESOURCES / "xd_violence" / "test_videos_audio.list", "xd-violence")

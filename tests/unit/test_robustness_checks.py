@@ -18,12 +18,12 @@ def _write(root: Path, variant: R.Variant, profile: str = "tiny", seed: int | No
 
 
 def _counts(root: Path) -> dict:
-    return json.loads((root / S.METADATA_FILE).read_text())["counts"]
+    return json.loads((root / S.DATASET_FILE).read_text())["counts"]
 
 
 @pytest.mark.parametrize("profile", ["tiny", "quick"])
 def test_variant_knobs_change_the_profiles_values(profile):
-    base = S.make_config(profile)
+    base = S.synth_config(profile)
     half = R.VARIANTS["ucf-half-saliency"].synth_config(profile)
     assert half.saliency_scale == pytest.approx(0.5 * base.saliency_scale)
     assert R.VARIANTS["ucf-distractors-2x"].synth_config(profile).distractor_rate == pytest.approx(

@@ -8,6 +8,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from gsmoe_lib.data import synthetic as S
+from gsmoe_lib.data.lists import UCF_CLASSES, UCF_TRAIN_COUNTS, XD_CODES
+from gsmoe_lib.data.synthetic.plan import plan_ucf, ucf_real_test
 
 UCF_LIST = re.compile(r"^dataset/(?P<folder>[A-Za-z_]+)/(?P<video>[A-Za-z_]+\d+_x264)__(?P<crop>\d+)\.npy$")
 UCF_ANN = re.compile(r"^(?P<folder>[A-Za-z_]+)/(?P<video>[A-Za-z_]+\d+_x264)\.mp4 (?P<n>\d+) (?P<cls>[A-Za-z]+)"
@@ -85,19 +87,35 @@ def test_features_nonnegative_smooth_and_crops_close(tiny):
 
 
 def test_class_proportions_and_multi_window():
-    cfg = S.make_config("quick")
-    plan = S._plan_ucf(cfg, seed=3)
-    counts = {c: sum(1 for v in plan["train"] if v.classes == (c,)) for c in S.UCF_CLASSES}
+    cfg = S.synth_config("quick")
+    plan = plan_ucf(cfg, seed=3)
+    counts = {c: sum(1 for v in plan["train"] if v.classes == (c,)) for c in UCF_CLASSES}
     assert sum(counts.values()) == cfg.n_train_abnormal and min(counts.values()) >= 1
-    expected = {c: cfg.n_train_abnormal * n / 810 for c, n in S.UCF_TRAIN_COUNTS.items()}
+    expected = {c: cfg.n_train_abnormal * n / 810 for c, n in UCF_TRAIN_COUNTS.items()}
     # the guaranteed one per class shifts the proportional split by less than 2 videos
     assert all(abs(counts[c] - expected[c]) < 2 for c in counts), (counts, expected)
     assert sum(1 for v in plan["train"] if not v.classes) == cfg.n_train_normal
     # real test videos keep their names; two-window videos are present in both splits
-    order, info = S._ucf_real_test()
+    order, info = ucf_real_test()
     assert {v.name for v in plan["test"]} <= set(info)
-    assert {v.classes[0] for v in plan["test"] if v.classes} == set(S.UCF_CLASSES)
+    assert {v.classes[0] for v in plan["test"] if v.classes} == set(UCF_CLASSES)
     assert any(len(v.windows) == 2 for v in plan["test"]) and any(len(v.windows) == 2 for v in plan["train"])
+
+
+def test_synth_config_profiles_and_overrides():
+    """Synthetic profiles (tiny / quick / full) are not the training profiles (tiny / quick / paper)."""
+    assert set(S.SYNTH_PROFILES) == {"tiny", "quick", "full"}
+    tiny, quick = S.synth_config("tiny"), S.synth_config("quick")
+    assert (tiny.n_train_abnormal, tiny.n_crops, tiny.saliency_scale) == (20, 2, 5.0)
+    assert quick == S.SynthConfig()  # quick is the SynthConfig defaults
+    assert S.synth_config("tiny", "xd-violence").n_crops == 5  # XD features come in 5 crops
+    full_xd = S.synth_config("full", "xd-violence")
+    assert (full_xd.n_train_abnormal, full_xd.n_test_normal, full_xd.n_crops) == (1905, 300, 5)
+    assert S.synth_config("tiny", n_crops=3, feature_dim=None).n_crops == 3  # None leaves the profile's value
+    with pytest.raises(ValueError, match="unknown profile 'paper'; expected one of tiny, quick, full"):
+        S.synth_config("paper")  # a training profile name
+    with pytest.raises(ValueError, match="unknown SynthConfig field"):
+        S.synth_config("tiny", iterations=3)
 
 
 def test_tiny_has_a_two_window_test_video(tiny):
@@ -144,7 +162,7 @@ def test_failure_midway_leaves_no_dataset(tmp_path, monkeypatch):
             raise KeyboardInterrupt("interrupted")
         return real_save(*args, **kwargs)
 
-    monkeypatch.setattr(S.np, "save", failing_save)
+    monkeypatch.setattr(np, "save", failing_save)  # the writer calls np.save once per crop file
     with pytest.raises(KeyboardInterrupt):
         S.synthesize(tmp_path / "d", "tiny", feature_dim=8)
     assert list(tmp_path.iterdir()) == []
@@ -161,7 +179,7 @@ def test_xd_names_labels_and_annotations(tmp_path):
         assert len(lines) == 5 * len(names)
         labels = [XD_NAME.match(n)["label"] for n in names]
         assert labels.index("A") == sum(1 for lab in labels if lab != "A")  # abnormal first
-        assert {c for lab in labels for c in lab.split("-")} - {"A", "0"} == set(S.XD_CODES)
+        assert {c for lab in labels for c in lab.split("-")} - {"A", "0"} == set(XD_CODES)
         assert all((out / "features" / split / f"{names[0]}__{c}.npy").is_file() for c in range(5))
     ann = [line.split() for line in (out / "annotations.txt").read_text().splitlines()]
     test_names = _videos(out / "XD_Test.list")
