@@ -9,7 +9,7 @@
   docstring defines a false alarm) and a timeline of one video; its "save" button writes the operating
   point JSON that `gsmoe score --operating-point` accepts.
 
-No logic lives here beyond wiring: the math is in `tgs.py` and `metrics.py`, the plots in `figures.py`.
+No logic lives here beyond wiring: the math is in `tgs/` and `metrics.py`, the plots in `figures.py`.
 Both work headless (tests, papermill): setting a control's `.value` redraws, `button.click()` saves, and the
 state is readable from `.config` / `.point`. `.figure` is the last drawn figure, `.image` its PNG (what a
 batch run displays), `.redraws` counts draws.
