@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 import torch
-from test_layouts import UCF_TRAIN, write_ucf, write_xd
+from helpers import UCF_TRAIN, write_ucf, write_xd
 
 from gsmoe_lib.data.batching import TrainSet, pool_segments
 from gsmoe_lib.data.layouts import open_dataset

@@ -2,7 +2,7 @@ import argparse
 
 import numpy as np
 import pytest
-from test_layouts import features, write_rtfm, write_ucf, write_xd
+from helpers import features, write_rtfm, write_ucf, write_xd
 
 from gsmoe_lib.data import check
 from gsmoe_lib.data.check import check_dataset
