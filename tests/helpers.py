@@ -47,7 +47,8 @@ def write_ucf(root: Path, train=UCF_TRAIN, test=UCF_TEST, n_crops: int = 3, dim:
 
 
 def write_xd(root: Path, train=XD_TRAIN, test=XD_TEST, n_crops: int = 2, dim: int = 6) -> Path:
-    """A per-crop XD-Violence tree (features/train, features/test); abnormal test videos get windows [0, 20] and [40, 50]."""
+    """A per-crop XD-Violence tree (features/train, features/test); each abnormal test video is annotated
+    `<name> 0 20 40 50` (frames 0-19 and 40-49 abnormal)."""
     (root / "gsmoe_dataset.json").write_text(json.dumps({"dataset": "xd-violence"}))
     ann = []
     for split, videos in (("Train", train), ("Test", test)):

@@ -96,21 +96,21 @@ def test_list_content_problems(tmp_path):
     assert "l.list:6" in problems[3] and "folder Arson" in problems[3]
 
 
-def test_malformed_lines_name_file_and_line(tmp_path):
+def test_malformed_list_line_names_file_and_line(tmp_path):
     p = tmp_path / "bad.list"
     p.write_text("x/Abuse001_x264__0.npy\nx/Abuse001_x264.txt\n")
     with pytest.raises(ValueError, match=r"bad.list:2"):
         read_list(p, "ucf-crime")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("Abuse028_x264.mp4  Abuse  165  240  -1  -1\nAbuse030_x264.mp4  Abuse  1275\n", r"ann.txt:2: .*pairs"),
+    ("v1 10 20\nv2 10 x\n", r"ann.txt:2: .*integer"),
+    ("v1 10 20\nv1 30 40\n", r"ann.txt:2: video v1 is annotated twice"),
+    ("v1 30 20\n", r"ann.txt:1: invalid window"),
+])
+def test_malformed_annotation_names_file_and_line(tmp_path, text, message):
     a = tmp_path / "ann.txt"
-    a.write_text("Abuse028_x264.mp4  Abuse  165  240  -1  -1\nAbuse030_x264.mp4  Abuse  1275\n")
-    with pytest.raises(ValueError, match=r"ann.txt:2: .*pairs"):
-        read_annotations(a)
-    a.write_text("v1 10 20\nv2 10 x\n")
-    with pytest.raises(ValueError, match=r"ann.txt:2: .*integer"):
-        read_annotations(a)
-    a.write_text("v1 10 20\nv1 30 40\n")
-    with pytest.raises(ValueError, match=r"ann.txt:2: video v1 is annotated twice"):
-        read_annotations(a)
-    a.write_text("v1 30 20\n")
-    with pytest.raises(ValueError, match=r"ann.txt:1: invalid window"):
+    a.write_text(text)
+    with pytest.raises(ValueError, match=message):
         read_annotations(a)
