@@ -1,15 +1,13 @@
 """Inference with a finished run: the `GSMoE` detector object and the `gsmoe score` command.
 
-`GSMoE.from_run(RUN)` rebuilds the trained detector from a run folder written by `gsmoe_lib.train`:
+`GSMoE.from_run(RUN)` rebuilds the trained detector from a run folder written by `gsmoe_lib.training`, read
+only through `runs.Run` (RUN, or RUN/seed-<s>): the TGS-fine-tuned encoder (stage tgs), the experts and the
+gate (each model rebuilt by its class's `from_checkpoint`, from the constructor arguments its checkpoint
+carries).
 
-    RUN[/seed-<s>]/tgs/checkpoint.pt        the TGS-fine-tuned task encoder (kind "urdmu")
-    RUN[/seed-<s>]/experts*/checkpoint.pt   the experts (kind "experts", with their names)
-    RUN[/seed-<s>]/gate*/checkpoint.pt      the gate (kind "gate")
-
-Which experts belong to a gate is not guessed from folder names: a stage's config records the config hash
-of the stage it was trained on ("upstream"), and every finished stage's DONE file holds its own hash, so an
-ablation gate (`gate-<name>`) finds the experts it was trained with, and a gate trained on other experts
-or another encoder is a clear error rather than a silently mismatched model.
+Which experts belong to a gate is not guessed from folder names: `runs.Run.upstream` follows the config
+hashes the stages record, so an ablation gate (`gate-<name>`) finds the experts it was trained with, and a
+gate trained on other experts or another encoder is a clear error rather than a silently mismatched model.
 
 `GSMoE.score(features)` returns the final score of every snippet **and every expert's score**, so a user
 sees which anomaly class drove a detection (the explainability the paper's conclusion asks for): the
@@ -75,21 +73,9 @@ class ScoreResult:
     encoder_scores: np.ndarray  # [T] the task encoder's own score
 
 
-def _done_hash(stage_dir: Path) -> str | None:
-    done = stage_dir / "DONE"
-    return done.read_text().strip() if done.is_file() else None
-
-
 def resolve_run(run_dir: str | Path, seed: int = 0) -> Path:
     """The training folder holding the stage folders: RUN itself, or RUN/seed-<seed>."""
-    run_dir = Path(run_dir)
-    if (run_dir / "tgs").is_dir():
-        return run_dir
-    seeded = run_dir / f"seed-{seed}"
-    if (seeded / "tgs").is_dir():
-        return seeded
-    raise FileNotFoundError(f"{run_dir}: not a finished run (no tgs/ stage folder in it or in seed-{seed}/); "
-                            "train one with `gsmoe train --run RUN`")
+    return runs.Run(run_dir).training(seed).path
 
 
 class GSMoE:
@@ -117,38 +103,18 @@ class GSMoE:
         through the experts and the gate, the default) or "mean" (crop-averaged features, faster; see
         `models.gsmoe`).
         """
-        root = resolve_run(run_dir, seed)
-        gate_dir = root / stage_gate
-        if _done_hash(gate_dir) is None:
-            raise FileNotFoundError(f"{gate_dir}: the gate stage has not finished (no DONE file)")
+        run = runs.Run(run_dir).training(seed)
         # The gate's config names the hash of its experts stage, whose config names its encoder stage.
-        gate_upstream = runs.read_json(gate_dir / "config.json")["upstream"]
-        experts_dirs = [p for p in sorted(root.glob("experts*")) if _done_hash(p) == gate_upstream]
-        if not experts_dirs:
-            raise ValueError(f"{gate_dir}: no finished experts stage in {root} matches the gate's upstream "
-                             f"config {gate_upstream} (retrained or deleted since the gate was trained?)")
-        experts_dir = experts_dirs[0]
-        tgs_dir = root / "tgs"
-        if _done_hash(tgs_dir) != runs.read_json(experts_dir / "config.json")["upstream"]:
-            raise ValueError(f"{experts_dir}: trained on another encoder than {tgs_dir} now holds (retrained since?)")
-
-        enc_ck = runs.load_checkpoint(tgs_dir / "checkpoint.pt", "urdmu")
-        encoder = URDMU(input_dim=int(enc_ck["input_dim"]))
-        encoder.load_state_dict(enc_ck["state_dict"])
-        ex_ck = runs.load_checkpoint(experts_dir / "checkpoint.pt", "experts")
-        experts = Experts(int(ex_ck["n_experts"]), int(ex_ck["feature_dim"]), d_model=int(ex_ck["d_model"]),
-                          dropout=float(ex_ck["dropout"]))
-        experts.load_state_dict(ex_ck["state_dict"])
-        g_ck = runs.load_checkpoint(gate_dir / "checkpoint.pt", "gate")
-        if int(g_ck["n_experts"]) != experts.n_experts:
-            raise ValueError(f"{gate_dir}: gate expects {g_ck['n_experts']} experts, {experts_dir} has "
-                             f"{experts.n_experts}")
-        gate = Gate(int(g_ck["n_experts"]), int(g_ck["feature_dim"]), d_model=int(g_ck["d_model"]),
-                    use_features=bool(g_ck["use_features"]), dropout=float(g_ck["dropout"]),
-                    # checkpoints written before the gate read logits carry no "expert_input": they read probabilities
-                    expert_input=str(g_ck.get("expert_input", "probs")))
-        gate.load_state_dict(g_ck["state_dict"])
-        return cls(GSMoEModel(encoder, experts, gate, crops=crops), list(ex_ck["names"]), root, device)
+        experts_dir = run.upstream(stage_gate, "experts")
+        tgs_dir = run.upstream(experts_dir.stage, "tgs")
+        encoder = URDMU.from_checkpoint(tgs_dir.load_checkpoint("urdmu"))
+        ex_ck = experts_dir.load_checkpoint("experts")
+        experts = Experts.from_checkpoint(ex_ck)
+        gate = Gate.from_checkpoint(run.stage(stage_gate).load_checkpoint("gate"))
+        if gate.n_experts != experts.n_experts:
+            raise ValueError(f"{run.path / stage_gate}: gate expects {gate.n_experts} experts, {experts_dir.path} "
+                             f"has {experts.n_experts}")
+        return cls(GSMoEModel(encoder, experts, gate, crops=crops), list(ex_ck["names"]), run.path, device)
 
     @torch.inference_mode()
     def score(self, features: np.ndarray, name: str = "features") -> ScoreResult:

@@ -29,19 +29,13 @@ paper cites them); RTFM's 8e-4 / 8e-3 belong to RTFM, whose sparsity is a norm, 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-if TYPE_CHECKING:
-    from gsmoe_lib.models.urdmu import URDMUOutput
-
-
-def k_for_length(T: int) -> int:
-    """UR-DMU's top-k size for a video of T snippets: T // 16 + 1 (13 for T = 200)."""
-    return T // 16 + 1
+# k_for_length lives with the model whose memory attention uses the same k (models -> losses would be a circle);
+# `losses.k_for_length` stays importable for the MIL terms' callers.
+from gsmoe_lib.models.urdmu import URDMUOutput, k_for_length  # noqa: F401
 
 
 def topk_mean(scores: Tensor, k: int) -> Tensor:

@@ -2,12 +2,19 @@
 
 Every stage writes into a run folder::
 
-    RUN/
-      <stage>/config.json      the stage's parameters (what makes it "the same run")
+    RUN/                       `Run(RUN)`; a multi-seed run holds RUN/seed-<s>/ (`Run(RUN).seed(s)`), each a Run
+      pipeline_config.json     the PipelineConfig the stages were asked for
+      <stage>/config.json      the stage's parameters (what makes it "the same run"), with "upstream": the
+                               config hash of the stage it was trained on
       <stage>/env.json         versions, machine, seed, start / end time
-      <stage>/checkpoint.pt    state_dicts (plain tensors; loaded with weights_only=True)
+      <stage>/checkpoint.pt    state_dicts and model_args (plain tensors; loaded with weights_only=True)
+      <stage>/history.json     the logged training losses
       <stage>/metrics.json     test metrics of the stage
-      <stage>/DONE             written last: the stage finished with this config
+      <stage>/test_scores.npz  per-video test scores (and test_expert_scores.npz for experts and gate)
+      <stage>/DONE             written last: the stage finished with this config (its hash)
+
+`Run` and `StageDir` are the only code that knows these names: the trainer, `gsmoe score` (inference.py)
+and the notebooks read a run through them (`Run(RUN).seed(0).history("gate")`).
 
 All writes go to a temporary name in the same folder and are renamed into place, so an interrupted
 write never leaves a truncated file under the final name, and nothing already written is lost.
@@ -314,3 +321,115 @@ class StageDir:
 
     def metrics(self) -> dict[str, Any]:
         return read_json(self.metrics_path)
+
+    def config(self) -> dict[str, Any]:
+        """The config the stage was started with (config.json)."""
+        return read_json(self.path / "config.json")
+
+    def history(self) -> list[dict[str, float]]:
+        """The logged training losses (history.json): one row per log step, {"iteration", "total", ...}."""
+        return read_json(self.path / "history.json")
+
+    def scores(self, which: str = "scores") -> dict[str, np.ndarray]:
+        """Per-video test scores, video name -> [T] ("scores") or [T, E] ("expert_scores")."""
+        return load_scores(self.path / f"test_{which}.npz")
+
+    def load_checkpoint(self, kind: str, map_location: Any = "cpu") -> dict[str, Any]:
+        return load_checkpoint(self.checkpoint, kind, map_location)
+
+    def write_results(self, payload: dict[str, Any], kind: str, history: list[dict[str, float]],
+                      scores: dict[str, dict[str, np.ndarray]]) -> None:
+        """Everything a trained stage leaves before `finish`: checkpoint, history, test_<name>.npz per scores."""
+        save_checkpoint(self.checkpoint, payload, kind=kind)
+        write_json(self.path / "history.json", history)
+        for name, video_scores in scores.items():
+            save_scores(self.path / f"test_{name}.npz", video_scores)
+
+
+def save_scores(path: str | os.PathLike, scores: dict[str, np.ndarray]) -> None:
+    """Atomically write per-video scores (name -> array) as an .npz."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **scores)
+
+
+def load_scores(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Per-video test scores written by a stage (name -> [T] or [T, E]), in the test list's order."""
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}
+
+
+class Run:
+    """A run folder: the stage folders of one training run, or seed-<s>/ folders each holding one.
+
+    `Run(RUN).seed(s)` is RUN/seed-<s> (what the notebooks and `gsmoe reproduce` train into); the stage
+    accessors read RUN/<stage>/ of the folder they are called on.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r})"
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def seed(self, seed: int) -> "Run":
+        """RUN/seed-<seed>: the training run of one seed."""
+        return Run(self.path / f"seed-{seed}")
+
+    def seeds(self) -> list[int]:
+        """The seeds of RUN/seed-<s>/ folders present, sorted."""
+        found = (p.name.removeprefix("seed-") for p in self.path.glob("seed-*") if p.is_dir())
+        return sorted(int(s) for s in found if s.lstrip("-").isdigit())
+
+    def training(self, seed: int = 0, stage: str = "tgs") -> "Run":
+        """The folder holding the stage folders: this one when it has `stage`/, else seed-<seed>/ (or an error)."""
+        if (self.path / stage).is_dir():
+            return self
+        seeded = self.seed(seed)
+        if (seeded.path / stage).is_dir():
+            return seeded
+        raise FileNotFoundError(f"{self.path}: not a finished run (no {stage}/ stage folder in it or in "
+                                f"seed-{seed}/); train one with `gsmoe train --run RUN`")
+
+    def stage(self, name: str) -> StageDir:
+        return StageDir(self.path, name)
+
+    def stages(self, prefix: str) -> list[StageDir]:
+        """Stage folders named `prefix` or `prefix-<variant>` (e.g. experts, experts-k5), sorted by name."""
+        return [StageDir(self.path, p.name) for p in sorted(self.path.glob(f"{prefix}*"))
+                if p.is_dir() and (p.name == prefix or p.name.startswith(f"{prefix}-"))]
+
+    def finished(self, name: str) -> bool:
+        return self.stage(name).finished_hash() is not None
+
+    def upstream(self, name: str, candidates: str) -> StageDir:
+        """The finished stage among `candidates` (a stage prefix) that stage `name` was trained on.
+
+        A stage's config.json records the config hash of its upstream stage, and a finished stage's DONE
+        holds its own hash: the match is by hash, never by folder name, so an ablation gate (gate-<v>) finds
+        its experts-<v>, and a stage whose upstream was retrained since is a clear error.
+        """
+        stage = self.stage(name)
+        if stage.finished_hash() is None:
+            raise FileNotFoundError(f"{stage.path}: the {name} stage has not finished (no DONE file)")
+        wanted = stage.config()["upstream"]
+        found = [s for s in self.stages(candidates) if s.finished_hash() == wanted]
+        if not found:
+            raise ValueError(f"{stage.path}: no finished {candidates} stage in {self.path} matches its upstream "
+                             f"config {wanted} (retrained or deleted since {name} was trained?)")
+        return found[0]
+
+    def history(self, name: str) -> list[dict[str, float]]:
+        return self.stage(name).history()
+
+    def metrics(self, name: str) -> dict[str, Any]:
+        return self.stage(name).metrics()
+
+    def config(self, name: str) -> dict[str, Any]:
+        return self.stage(name).config()
+
+    def scores(self, name: str, which: str = "scores") -> dict[str, np.ndarray]:
+        return self.stage(name).scores(which)

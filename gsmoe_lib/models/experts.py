@@ -54,6 +54,7 @@ from torch import nn
 
 from gsmoe_lib.models.blocks import TransformerBlock, check_padding_mask, mlp, multi_head_attention
 from gsmoe_lib.models.dropout import dropout
+from gsmoe_lib.models.model_args import SavesArgs
 
 
 class SingleExpert(nn.Module):
@@ -95,8 +96,11 @@ _LINEARS = {
 _NORMS = ("norm1", "norm2", "norm_head")
 
 
-class Experts(nn.Module):
+class Experts(SavesArgs, nn.Module):
     """E independent experts with stacked weights; forward(features [B, T, F]) -> scores [B, T, E] in [0, 1]."""
+
+    # checkpoints before model_args: these sizes; n_heads, ffn_hidden and mlp_hidden were always the defaults
+    LEGACY_ARGS = {"n_experts": None, "feature_dim": None, "d_model": None, "dropout": None}
 
     def __init__(
         self,
@@ -113,6 +117,8 @@ class Experts(nn.Module):
             raise ValueError(f"n_experts must be at least 1, got {n_experts}")
         if d_model % n_heads != 0:
             raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
+        self.model_args = dict(n_experts=n_experts, feature_dim=feature_dim, d_model=d_model, n_heads=n_heads,
+                               ffn_hidden=ffn_hidden, mlp_hidden=mlp_hidden, dropout=dropout)
         self.n_experts = n_experts
         self.feature_dim = feature_dim
         self.d_model = d_model

@@ -46,6 +46,7 @@ import torch
 from torch import nn
 
 from gsmoe_lib.models.blocks import CrossAttentionBlock, TransformerBlock, check_padding_mask, mlp
+from gsmoe_lib.models.model_args import SavesArgs
 
 
 EXPERT_INPUTS = ("logits", "probs")
@@ -60,8 +61,13 @@ class GateOutput(NamedTuple):
     embedding: torch.Tensor  # [B, T, d] fused token representation fed to the MLP (the t-SNE figure)
 
 
-class Gate(nn.Module):
+class Gate(SavesArgs, nn.Module):
     """forward(expert_scores [B, T, E], features [B, T, F] | None) -> GateOutput(scores [B, T], ...)."""
+
+    # checkpoints before model_args: these sizes (the others were the defaults); those written before the
+    # gate read logits carry no "expert_input": they read probabilities
+    LEGACY_ARGS = {"n_experts": None, "feature_dim": None, "d_model": None, "use_features": None, "dropout": None,
+                   "expert_input": "probs"}
 
     def __init__(
         self,
@@ -87,6 +93,9 @@ class Gate(nn.Module):
             raise ValueError(f"fusion must be 'concat' or 'sum', got {fusion!r}")
         if len(mlp_hidden) != 3:
             raise ValueError(f"the gate's MLP has four layers: mlp_hidden needs 3 hidden sizes, got {list(mlp_hidden)}")
+        self.model_args = dict(n_experts=n_experts, feature_dim=feature_dim, d_model=d_model, n_heads=n_heads,
+                               ffn_hidden=ffn_hidden, mlp_hidden=list(mlp_hidden), dropout=dropout,
+                               use_features=use_features, fusion=fusion, expert_input=expert_input)
         self.n_experts = n_experts
         self.feature_dim = feature_dim
         self.use_features = use_features

@@ -29,16 +29,20 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from gsmoe_lib.models.dropout import Dropout
+from gsmoe_lib.models.model_args import SavesArgs
 
 
-class SultaniMLP(nn.Module):
+class SultaniMLP(SavesArgs, nn.Module):
     """Per-segment anomaly scores of Sultani et al. 2018: `forward(x [..., T, D]) -> scores [..., T]`.
 
     input_dim: D, read from the features. hidden / bottleneck / dropout: the paper's 512 / 32 / 0.6.
     """
 
+    LEGACY_ARGS = {"input_dim": None, "hidden": None, "bottleneck": None, "dropout": None}
+
     def __init__(self, input_dim: int = 1024, hidden: int = 512, bottleneck: int = 32, dropout: float = 0.6):
         super().__init__()
+        self.model_args = dict(input_dim=input_dim, hidden=hidden, bottleneck=bottleneck, dropout=dropout)
         self.input_dim, self.hidden, self.bottleneck, self.dropout_p = input_dim, hidden, bottleneck, dropout
         self.fc1 = nn.Linear(input_dim, hidden)
         self.fc2 = nn.Linear(hidden, bottleneck)

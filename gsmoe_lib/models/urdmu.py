@@ -71,9 +71,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gsmoe_lib.losses import k_for_length
 from gsmoe_lib.models.blocks import MemoryLimits, attention, current_limits, mean_over_crops_in_passes
 from gsmoe_lib.models.dropout import Dropout
+from gsmoe_lib.models.model_args import SavesArgs
+
+
+def k_for_length(T: int) -> int:
+    """UR-DMU's top-k size for a video of T snippets: T // 16 + 1 (13 for T = 200).
+
+    Defined here, with the model whose memory attention selects the top k (`forward`); `losses` imports it
+    for the MIL objective (so losses -> models.urdmu, never back).
+    """
+    return T // 16 + 1
 
 
 class URDMUOutput(NamedTuple):
@@ -300,8 +309,10 @@ class ScoreHead(nn.Module):
         return self.mlp(h).squeeze(-1)
 
 
-class URDMU(nn.Module):
+class URDMU(SavesArgs, nn.Module):
     """The UR-DMU task encoder (module docstring). Defaults are UR-DMU's; only `input_dim` varies in practice."""
+
+    LEGACY_ARGS = {"input_dim": None}  # checkpoints before model_args recorded only D
 
     def __init__(
         self,
@@ -316,6 +327,8 @@ class URDMU(nn.Module):
         head_hidden: int = 128,
     ) -> None:
         super().__init__()
+        self.model_args = dict(input_dim=input_dim, dim=dim, depth=depth, heads=heads, dim_head=dim_head,
+                               mlp_dim=mlp_dim, dropout=dropout, memory_slots=memory_slots, head_hidden=head_hidden)
         self.input_dim = input_dim
         self.dim = dim
         self.feature_dim = 2 * dim  # F: h = cat[x, aug]

@@ -7,8 +7,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from gsmoe_lib import runs, train
-from gsmoe_lib.sultani import stage_config, train_sultani
+from gsmoe_lib import runs
+from gsmoe_lib.training import config, pipeline
+from gsmoe_lib.training.data import load_data
+from gsmoe_lib.training.sultani import train_sultani
 
 
 class _Stop(Exception):
@@ -17,9 +19,9 @@ class _Stop(Exception):
 
 @pytest.fixture(scope="module")
 def finished(tiny_data, tmp_path_factory):
-    cfg = train.config_for("tiny", str(tiny_data), "", 0, "cpu")
+    cfg = config.config_for("tiny", str(tiny_data), "", 0, "cpu")
     run_dir = tmp_path_factory.mktemp("sultani") / "run"
-    return cfg, run_dir, train.run_pipeline(cfg, run_dir, stages=("sultani",), progress=False)
+    return cfg, run_dir, pipeline.run_pipeline(cfg, run_dir, stages=("sultani",), progress=False)
 
 
 def test_stage_learns_on_planted_data_and_writes_its_folder(finished, tiny_data):
@@ -32,8 +34,8 @@ def test_stage_learns_on_planted_data_and_writes_its_folder(finished, tiny_data)
         assert (res.path / name).is_file(), name
     # Floor on the planted anomalies: chance is 0.5; the tiny profile's 30 steps reach 0.60-0.68 (seeds 0-2).
     assert res.metrics["auc"] > 0.55, res.metrics["auc"]
-    scores = train.load_scores(res.path / "test_scores.npz")
-    test = train.load_data(cfg.data, progress=False).test
+    scores = runs.load_scores(res.path / "test_scores.npz")
+    test = load_data(cfg.data, progress=False).test
     assert [v.name for v in test.videos] == list(scores)
     assert all(len(scores[v.name]) == test.n_snippets(i) for i, v in enumerate(test.videos))  # every snippet
     pooled = np.concatenate(list(scores.values()))
@@ -43,10 +45,10 @@ def test_stage_learns_on_planted_data_and_writes_its_folder(finished, tiny_data)
 
 def test_finished_stage_is_loaded_and_a_changed_config_is_not(finished):
     cfg, run_dir, results = finished
-    again = train.run_pipeline(cfg, run_dir, stages=("sultani",), progress=False)["sultani"]
+    again = pipeline.run_pipeline(cfg, run_dir, stages=("sultani",), progress=False)["sultani"]
     assert again.skipped and again.metrics == results["sultani"].metrics
     stage = runs.StageDir(run_dir, "sultani")
-    assert stage.is_done(stage_config(cfg))
+    assert stage.is_done(config.stage_config(cfg, "sultani", None))
     assert not stage.is_done(stage_config(replace(cfg, sultani=replace(cfg.sultani, lr=0.01))))
     assert not stage.is_done(stage_config(replace(cfg, seed=1)))
     # the other stages' pooling is not the Sultani stage's business
@@ -69,8 +71,8 @@ def test_interrupted_stage_resumes_to_the_same_result(finished, tmp_path):
 
 
 def test_unknown_stage_and_bad_crops_are_errors(tiny_data, tmp_path):
-    cfg = train.config_for("tiny", str(tiny_data), "", 0, "cpu")
+    cfg = config.config_for("tiny", str(tiny_data), "", 0, "cpu")
     with pytest.raises(ValueError, match="sultan"):
-        train.run_pipeline(cfg, tmp_path, stages=("sultan",), progress=False)
+        pipeline.run_pipeline(cfg, tmp_path, stages=("sultan",), progress=False)
     with pytest.raises(ValueError, match="crops"):
         train_sultani(replace(cfg, sultani=replace(cfg.sultani, crops="axis")), None, tmp_path, progress=False)

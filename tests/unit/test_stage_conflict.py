@@ -1,4 +1,4 @@
-"""A finished stage is never overwritten (runs.StageDir), and equal runs hash equal (train.data_identity)."""
+"""A finished stage is never overwritten (runs.StageDir), and equal runs hash equal (config.data_identity)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gsmoe_lib import runs, train
+from gsmoe_lib import runs
+from gsmoe_lib.training import config
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:
@@ -71,18 +72,18 @@ def test_data_identity_is_normalised(tmp_path, monkeypatch):
     (tmp_path / "lists").mkdir()
     (tmp_path / "lists" / "train.list").write_text("x\n")
     monkeypatch.chdir(tmp_path)
-    as_notebook = train.DataConfig(data_root="data", dataset=None, train_list="lists/train.list")
-    as_reproduce = train.DataConfig(data_root=str(tmp_path / "data"), dataset="ucf-crime",
+    as_notebook = config.DataConfig(data_root="data", dataset=None, train_list="lists/train.list")
+    as_reproduce = config.DataConfig(data_root=str(tmp_path / "data"), dataset="ucf-crime",
                                     train_list=str(tmp_path / "lists" / "train.list"), test_list="")
-    a, b = train.data_identity(as_notebook), train.data_identity(as_reproduce)
+    a, b = config.data_identity(as_notebook), config.data_identity(as_reproduce)
     assert a == b and a["dataset"] == "ucf-crime" and Path(a["train_list"]).is_absolute() and a["test_list"] is None
-    other = train.data_identity(train.DataConfig(data_root="data", dataset="xd-violence"))
+    other = config.data_identity(config.DataConfig(data_root="data", dataset="xd-violence"))
     assert other["dataset"] == "xd-violence" and other != a
 
 
 def test_config_for_passes_the_list_files_and_defaults_to_the_project_data():
     from gsmoe_lib.paths import PROJECT_ROOT
 
-    cfg = train.config_for("tiny", "", "", 0, "cpu", train_list="/l/t.list", test_list="", annotations="/l/a.txt")
+    cfg = config.config_for("tiny", "", "", 0, "cpu", train_list="/l/t.list", test_list="", annotations="/l/a.txt")
     assert (cfg.data.train_list, cfg.data.test_list, cfg.data.annotations) == ("/l/t.list", None, "/l/a.txt")
     assert Path(cfg.data.data_root) == PROJECT_ROOT / "data" / "synthetic-tiny"

@@ -5,7 +5,8 @@ import torch
 
 from gsmoe_lib.losses import sultani_ranking_loss
 from gsmoe_lib.models.sultani import SultaniMLP
-from gsmoe_lib.sultani import SultaniConfig, score_fn
+from gsmoe_lib.training.config import SultaniConfig
+from gsmoe_lib.training.sultani import score_fn
 
 
 def test_shapes_range_and_parameter_count():

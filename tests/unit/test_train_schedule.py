@@ -1,63 +1,66 @@
-"""The first-epoch (L_topk-norm only) schedule of the TGS-trained stages (`train._warmup`)."""
+"""The first-epoch (L_topk-norm only) schedule of the TGS-trained stages (`training.pseudo_labels.warmup_per_pool`)."""
 
-import types
 import warnings
 
 import pytest
 import torch
 
-from gsmoe_lib import train
+from gsmoe_lib.training import config, pseudo_labels
+from gsmoe_lib.tgs import TGSConfig
 
 
-def fake_train(n_abnormal: int, n_normal: int = 10):
-    return types.SimpleNamespace(labels=torch.tensor([0] * n_normal + [1] * n_abnormal))
+def labels(n_abnormal: int, n_normal: int = 10) -> torch.Tensor:
+    return torch.tensor([0] * n_normal + [1] * n_abnormal)  # [N] video labels, normal first
 
 
-def stage(**kw) -> train.TGSTrainingConfig:
-    return train.TGSTrainingConfig(**kw)
+warmup = pseudo_labels.warmup_of_all_abnormal
+
+
+def stage(**kw) -> config.TGSTrainingConfig:
+    return config.TGSTrainingConfig(**kw)
 
 
 def test_none_means_one_epoch_of_abnormal_samples_and_an_explicit_value_wins():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert train._warmup(stage(iterations=1000, batch_abnormal=64), fake_train(8100), "tgs") == 127  # paper
-        assert train._warmup(stage(iterations=60, batch_abnormal=8), fake_train(300), "experts") == 38  # UCF quick
-        assert train._warmup(stage(iterations=50, warmup_iterations=5), fake_train(10_000), "tgs") == 5
+        assert warmup(stage(iterations=1000, batch_abnormal=64), labels(8100), "tgs") == 127  # paper
+        assert warmup(stage(iterations=60, batch_abnormal=8), labels(300), "experts") == 38  # UCF quick
+        assert warmup(stage(iterations=50, warmup_iterations=5), labels(10_000), "tgs") == 5
 
 
 def test_an_epoch_longer_than_the_cap_is_cut_and_warned_about():
     # the XD quick experts: 750 abnormal samples / 8 = 94 iterations of a 60-iteration stage
     with pytest.warns(UserWarning, match=r"experts: one epoch .* is 94 iterations.* cut to 40"):
-        assert train._warmup(stage(iterations=60, batch_abnormal=8), fake_train(750), "experts") == 40
+        assert warmup(stage(iterations=60, batch_abnormal=8), labels(750), "experts") == 40
     with pytest.warns(UserWarning, match="cut to 15"):
-        train._warmup(stage(iterations=50, batch_abnormal=16, warmup_max_fraction=0.3), fake_train(750), "tgs")
+        warmup(stage(iterations=50, batch_abnormal=16, warmup_max_fraction=0.3), labels(750), "tgs")
 
 
 def test_an_explicit_warmup_covering_the_stage_is_warned_about():
     with pytest.warns(UserWarning, match="gate: warmup_iterations=80 covers all 80"):
-        assert train._warmup(stage(iterations=80, warmup_iterations=80), fake_train(1), "gate") == 80
+        assert warmup(stage(iterations=80, warmup_iterations=80), labels(1), "gate") == 80
 
 
 def test_a_cap_outside_zero_one_is_refused():
     with pytest.raises(ValueError, match="experts.warmup_max_fraction must be in"):
-        train._warmup(stage(warmup_max_fraction=1.5), fake_train(10), "experts")
+        warmup(stage(warmup_max_fraction=1.5), labels(10), "experts")
 
 
 def test_each_expert_counts_its_first_epoch_on_its_own_pool():
     # UCF quick-sized pools: a rare class finishes its first epoch long before the largest one
     sizes = torch.tensor([6, 30, 58])
     cfg = stage(iterations=600, batch_abnormal=8)
-    assert train.warmup_per_pool(cfg, sizes, "experts").tolist() == [1, 4, 8]
+    assert pseudo_labels.warmup_per_pool(cfg, sizes, "experts").tolist() == [1, 4, 8]
     # "all": the earlier behaviour, every expert waits for an epoch of every abnormal sample (94 / 8 -> 12)
-    assert train.warmup_per_pool(stage(iterations=600, batch_abnormal=8, warmup_pool="all"), sizes,
-                                 "experts").tolist() == [12, 12, 12]
+    assert pseudo_labels.warmup_per_pool(stage(iterations=600, batch_abnormal=8, warmup_pool="all"), sizes,
+                                         "experts").tolist() == [12, 12, 12]
     with pytest.raises(ValueError, match="warmup_pool"):
-        train.warmup_per_pool(stage(warmup_pool="class"), sizes, "experts")
+        pseudo_labels.warmup_per_pool(stage(warmup_pool="class"), sizes, "experts")
 
 
 def test_pseudo_labels_refresh_after_each_pools_first_epoch_then_every_period():
     member = torch.tensor([[1, 0], [1, 1], [0, 1], [0, 0]], dtype=torch.bool)  # [N, P]: sample 3 is normal
-    store = train.PseudoLabels(4, 6, member, torch.tensor([2, 3]), 4, train.TGSConfig(), "cpu")
+    store = pseudo_labels.PseudoLabels(4, 6, member, torch.tensor([2, 3]), 4, TGSConfig(), "cpu")
     due = [i for i in range(12) if bool(store.due(i).any())]
     assert due == [2, 3, 6, 7, 10, 11]
     assert store.due(3).tolist() == [False, True]
@@ -83,6 +86,6 @@ def test_pseudo_labels_refresh_after_each_pools_first_epoch_then_every_period():
 def test_loss_trend_reads_a_flat_tail_as_flat_and_a_falling_one_as_falling():
     flat = [{"total": 1.0 + 0.01 * (i % 2)} for i in range(50)]
     falling = [{"total": 2.0 - 0.03 * i} for i in range(50)]
-    assert abs(train.loss_trend(flat)) < 0.05
-    assert train.loss_trend(falling) < -0.2  # last fifth mean 0.68 against 0.98 the fifth before
-    assert train.loss_trend(flat[:9]) is None
+    assert abs(pseudo_labels.loss_trend(flat)) < 0.05
+    assert pseudo_labels.loss_trend(falling) < -0.2  # last fifth mean 0.68 against 0.98 the fifth before
+    assert pseudo_labels.loss_trend(flat[:9]) is None

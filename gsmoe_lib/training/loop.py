@@ -1,0 +1,169 @@
+"""The training loop every stage shares: `fit`, the two update steps, and the frozen forward pass.
+
+`fit(stage, config, modules, optimizer, iterations, batches, step)` runs `step(i, batch)` with resume: a
+partial checkpoint (modules, optimiser, RNG state, iteration, loss history) is written every
+`checkpoint_every` steps and when anything interrupts the loop (KeyboardInterrupt in Jupyter included); the
+next call with the same config restores it and fast-forwards `batches`, so a resumed stage gives the same
+numbers as an uninterrupted one. Why fast-forward rather than save the sampler: a sampler is a generator
+seeded per stage, and its state is exactly its position in the stream.
+
+The update steps are the two objectives: `urdmu_update` (UR-DMU's MIL objective, the encoder stage) and
+`tgs_update` (L_TGS, Eq. 6, for every stage after it). `gsmoe bench` times these same functions.
+
+`frozen_forward` runs a frozen module (the encoder over the training set, the experts over cached features)
+in evaluation mode, a chunk of samples at a time, so a stage's inputs are computed once instead of per step.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator
+
+import torch
+from tqdm.auto import tqdm
+
+from gsmoe_lib import runs
+from gsmoe_lib.device import autocast
+from gsmoe_lib.losses import urdmu_loss
+from gsmoe_lib.models.urdmu import URDMU
+from gsmoe_lib.tgs import pseudo_labels, tgs_loss
+from gsmoe_lib.training.config import TGSTrainingConfig
+
+Outputs = torch.Tensor | tuple[torch.Tensor, ...]
+
+
+def rng_state() -> dict[str, Any]:
+    """The global torch RNG state (CPU, and every CUDA device when there is one): saved with a partial checkpoint."""
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def fit(
+    stage: runs.StageDir,
+    config: dict[str, Any],
+    modules: dict[str, torch.nn.Module],
+    optimizer: torch.optim.Optimizer,
+    iterations: int,
+    batches: Iterator[Any],
+    step: Callable[[int, Any], dict[str, torch.Tensor]],
+    checkpoint_every: int,
+    progress: bool = True,
+    log_every: int = 10,
+    on_step: Callable[[int], None] | None = None,
+) -> list[dict[str, float]]:
+    """Run `step(iteration, batch)` for `iterations` steps with resume, and return the loss history.
+
+    `step` does forward, backward and optimizer.step(), and returns detached loss parts; they are read
+    back to the host (a synchronisation) only every `log_every` steps. A partial checkpoint (modules,
+    optimiser, RNG, iteration, history) is written every `checkpoint_every` steps and when the loop is
+    interrupted by any exception; the next call with the same config resumes from it, fast-forwarding
+    `batches` so the sampler continues where it stopped. `on_step(i)` is called after step i (a hook for
+    tests and notebooks).
+    """
+    start, history = 0, []
+    chash = runs.config_hash(config)
+    if stage.partial_checkpoint.exists():
+        ck = runs.load_checkpoint(stage.partial_checkpoint, kind=f"partial-{stage.stage}")
+        if ck["config_hash"] == chash:
+            for name, module in modules.items():
+                module.load_state_dict(ck["modules"][name])
+            optimizer.load_state_dict(ck["optimizer"])
+            set_rng_state(ck["rng"])
+            start, history = int(ck["iteration"]), list(ck["history"])
+        # a partial checkpoint of another config is ignored and overwritten
+
+    for _ in range(start):  # the sampler's state is its position in the stream
+        next(batches)
+
+    def save_partial(done: int) -> None:
+        runs.save_checkpoint(stage.partial_checkpoint, {
+            "modules": {n: m.state_dict() for n, m in modules.items()},
+            "optimizer": optimizer.state_dict(), "rng": rng_state(), "iteration": done,
+            "history": history, "config_hash": chash,
+        }, kind=f"partial-{stage.stage}")
+
+    bar = tqdm(range(start, iterations), desc=stage.stage, unit="it", disable=not progress,
+               initial=start, total=iterations)
+    done = start
+    try:
+        for i in bar:
+            parts = step(i, next(batches))
+            done = i + 1
+            if done % log_every == 0 or done == iterations:
+                values = {k: float(v) for k, v in parts.items()}  # one host sync per log_every steps
+                history.append({"iteration": done, **values})
+                bar.set_postfix(loss=f"{values.get('total', float('nan')):.4f}")
+            if checkpoint_every and done % checkpoint_every == 0 and done < iterations:
+                save_partial(done)
+            if on_step is not None:
+                on_step(i)
+    except BaseException:
+        if done > start:
+            save_partial(done)
+        raise
+    return history
+
+
+def tgs_update(scores: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor | None,
+               first_epoch: bool | torch.Tensor, settings: TGSTrainingConfig, k: int,
+               optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    """One L_TGS step of any TGS-trained stage (encoder fine-tuning, experts, gate); returns the loss parts.
+
+    scores [B, S] (float32, with gradient); labels [B]; teacher [B, S]: these samples' current pseudo-labels
+    (a `PseudoLabels` store's), or None to splat the scores themselves (source "self"). `first_epoch`: True
+    while the stage is in its first epoch (L_topk-norm only), or a bool tensor [B] per sample (experts whose
+    own first epoch is not over).
+    """
+    if teacher is not None:
+        pseudo = teacher
+    elif isinstance(first_epoch, bool) and first_epoch:
+        pseudo = torch.zeros_like(scores)
+    else:
+        pseudo = pseudo_labels(scores, settings.tgs)  # detached
+    loss, parts = tgs_loss(scores, labels, pseudo, k, smooth_weight=settings.smooth_weight,
+                           sparse_weight=settings.sparse_weight, topk_only=first_epoch)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return parts
+
+
+def urdmu_update(model: URDMU, x: torch.Tensor, labels: torch.Tensor, k: int, optimizer: torch.optim.Optimizer,
+                 amp: str = "none") -> dict[str, torch.Tensor]:
+    """One UR-DMU MIL step (the encoder stage, and `gsmoe bench`'s encoder step); returns the loss parts.
+
+    x [B, (C,) S, D] with the normal half of the batch first, labels [B]. Forward and loss under `amp`'s
+    autocast, backward and the optimiser step outside it.
+    """
+    with autocast(x.device.type, amp):
+        out = model(x, training_extras=True)
+        loss, parts = urdmu_loss(out, labels, k)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return {**parts, "total": loss.detach()}
+
+
+@torch.inference_mode()
+def frozen_forward(fn: Callable[[torch.Tensor], Outputs], x: torch.Tensor, device: str, amp: str = "none",
+                   chunk: int = 64, progress: bool = False, desc: str = "frozen forward") -> Outputs:
+    """fn over x [N, ...] a chunk of samples at a time, without gradients: fn's output(s) [N, ...] in float32.
+
+    `fn` is a frozen module's forward (put the module in eval mode first); each chunk is moved to `device`
+    as float32 and run under `amp`'s autocast. A tuple output is concatenated element by element.
+    """
+    outs: list[Outputs] = []
+    for start in tqdm(range(0, x.shape[0], chunk), desc=desc, unit="chunk", disable=not progress):
+        with autocast(device, amp):
+            out = fn(x[start:start + chunk].to(device).float())
+        outs.append(tuple(o.float() for o in out) if isinstance(out, tuple) else out.float())
+    if outs and isinstance(outs[0], tuple):
+        return tuple(torch.cat(parts) for parts in zip(*outs))
+    return torch.cat(outs)  # type: ignore[arg-type]
