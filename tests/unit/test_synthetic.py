@@ -1,3 +1,4 @@
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -132,6 +133,35 @@ def test_deterministic_for_a_seed(tmp_path, tiny):
     b_path = other / "features" / "Training_Normal_Videos_Anomaly"
     b = [np.load(p) for p in b_path.iterdir()]
     assert all(a.shape != y.shape or not np.array_equal(a, y) for y in b)
+
+
+# What the generator wrote for ("tiny", seed 0, D=8) at GENERATOR_VERSION 1 (the same before and after the
+# issue-14 split of synthetic.py): sha256 of the top-level files (lists, annotation, gsmoe_dataset.json) by
+# name, and the number, sum and sum of squares of all feature values. Sums, not bytes, for the features: the
+# projection is a BLAS matmul whose last bits may differ between machines.
+PINNED = {
+    "ucf-crime": ("b1ea79b19dcf5de426f4b34f849686825df92f24311c42e0a61e74cd9ef3b847", 126,
+                  15413.428516657179, 13212.086309630937),
+    "xd-violence": ("d819e4a278cf1121a130ec0f4761d84fbc100c633873a8f1f417f1e789ed5043", 315,
+                    27879.30083039569, 20841.93447830936),
+}
+
+
+@pytest.mark.parametrize("dataset", sorted(PINNED))
+def test_generator_output_is_pinned(tmp_path, dataset):
+    """A change of what the generator writes must be deliberate: bump GENERATOR_VERSION and re-pin."""
+    root = S.synthesize(tmp_path / "d", "tiny", seed=0, dataset=dataset, feature_dim=8)
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.iterdir() if p.is_file()):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    arrays = [np.load(p).astype(np.float64) for p in sorted(root.rglob("*.npy"))]
+    text_sha, n_files, total, squares = PINNED[dataset]
+    assert S.GENERATOR_VERSION == 1
+    assert digest.hexdigest() == text_sha
+    assert len(arrays) == n_files
+    assert sum(float(a.sum()) for a in arrays) == pytest.approx(total, rel=1e-9)
+    assert sum(float((a * a).sum()) for a in arrays) == pytest.approx(squares, rel=1e-9)
 
 
 def test_existing_dataset_rules(tmp_path):
