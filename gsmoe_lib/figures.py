@@ -333,7 +333,7 @@ def plot_metric_bars(
 
 
 def plot_expert_class_auc(matrix: pd.DataFrame, title: str = "Expert x class snippet AUC") -> Figure:
-    """Heatmap of an expert x class AUC matrix (`evaluate.expert_class_auc`, fractions, drawn in percent).
+    """Heatmap of an expert x class AUC matrix (`diagnostics.expert_class_auc`, fractions, drawn in percent).
 
     Rows are experts, columns classes; each cell is annotated with its value; the own expert of a class
     (the row named like the column) is outlined in black, so class experts that specialise show a bright,

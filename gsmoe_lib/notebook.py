@@ -148,6 +148,27 @@ def config(P: types.SimpleNamespace, seed: int, overrides: dict[str, Any] | None
     return train.config_for(P.profile, P.data_root, P.dataset, seed, P.device, overrides=overrides, **opt)
 
 
+class Setup(typing.NamedTuple):
+    cfgs: list  # one train.PipelineConfig per seed: first_seed .. first_seed + seeds - 1
+    data: Any  # train.Data: both splits, loaded once and shared by every seed
+
+
+def setup(P: types.SimpleNamespace, progress: bool = True) -> Setup:
+    """What every notebook that trains or loads stages does first: one config per seed, and the data.
+
+    Seeds are `first_seed .. first_seed + seeds - 1` (`first_seed` 0 when the notebook does not declare it);
+    the configs differ only in their seed, so the data (`train.load_data`, the training set pooled once)
+    is loaded for the first and shared by all. Prints one line naming the dataset and its size.
+    """
+    from gsmoe_lib import train
+
+    first = getattr(P, "first_seed", 0)
+    cfgs = [config(P, s) for s in range(first, first + P.seeds)]
+    data = train.load_data(cfgs[0].data, P.device, progress=progress)
+    print(f"dataset {data.dataset}: {len(data.train.labels)} training samples, {len(data.test.videos)} test videos")
+    return Setup(cfgs, data)
+
+
 def declared_parameters(notebook_path: str | Path) -> dict[str, tuple[str, Any]]:
     """The parameters a notebook declares: name -> (annotation, default), from its `parameters` cell."""
     import nbformat

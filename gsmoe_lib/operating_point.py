@@ -42,6 +42,11 @@ def _snippet_arrays(
     return np.concatenate(scores_parts), np.concatenate(anomalous_parts)
 
 
+def _hours(scores: np.ndarray, factor: int, fps: float) -> float:
+    """The duration of all videos in `scores` [N] (snippets and -inf separators), in hours."""
+    return int(np.count_nonzero(np.isfinite(scores))) * factor / fps / 3600.0
+
+
 def _count_false_alarms(alarm: np.ndarray, anomalous: np.ndarray) -> int:
     """Maximal runs of True in `alarm` [N] whose snippets hold no anomalous frame."""
     edges = np.diff(np.concatenate([[0], alarm.astype(np.int8), [0]]))
@@ -66,7 +71,6 @@ def operating_point(
     if fps <= 0:
         raise ValueError(f"fps must be > 0, got {fps}")
     scores, anomalous = _snippet_arrays(video_scores, frame_labels, factor)
-    real = np.isfinite(scores)
     alarm = scores >= threshold  # [N]; separators (-inf) never alarm
     tp = int(anomalous[alarm].sum())
     alarm_frames = int(np.count_nonzero(alarm)) * factor
@@ -75,7 +79,7 @@ def operating_point(
     recall = tp / positives if positives else math.nan
     f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
     false_alarms = _count_false_alarms(alarm, anomalous)
-    hours = int(np.count_nonzero(real)) * factor / fps / 3600.0
+    hours = _hours(scores, factor, fps)
     return {
         "threshold": float(threshold),
         "precision": float(precision),
@@ -148,7 +152,7 @@ def threshold_for_false_alarm_rate(
     if max_false_alarms_per_hour < 0:
         raise ValueError(f"the target false-alarm rate must be >= 0, got {max_false_alarms_per_hour}")
     scores, _ = _snippet_arrays(video_scores, frame_labels, factor)
-    hours = int(np.count_nonzero(np.isfinite(scores))) * factor / fps / 3600.0
+    hours = _hours(scores, factor, fps)
     thresholds, counts = false_alarm_curve(video_scores, frame_labels, factor)
     ok = counts / hours <= max_false_alarms_per_hour
     if ok.any():

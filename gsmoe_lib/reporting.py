@@ -190,6 +190,16 @@ def mean_over_seeds(per_seed: Sequence[Mapping[str, Any]], metrics: Sequence[str
     return out
 
 
+def mean_std_per_key(per_seed: Sequence[Mapping[str, float]]) -> tuple[dict[str, float], dict[str, float]]:
+    """key -> mean over seeds and key -> std over seeds (`mean_std`), for per-seed dicts such as class -> AUC.
+
+    Keys in the order first seen; a key missing from a seed is left out of that key's numbers.
+    """
+    keys = list(dict.fromkeys(k for d in per_seed for k in d))
+    stats = {k: mean_std(d.get(k) for d in per_seed) for k in keys}
+    return {k: s["mean"] for k, s in stats.items()}, {k: s["std"] for k, s in stats.items()}
+
+
 def per_seed_table(per_seed: Sequence[Mapping[str, Any]], metrics: Sequence[str] = REPORTED_METRICS,
                    seeds: Sequence[int] | None = None):
     """One row per seed (percent, two decimals) and a "mean" row: a quick look at the spread of one stage.

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from gsmoe_lib import evaluate, train
+from gsmoe_lib import diagnostics, train
 from gsmoe_lib.data.batching import TrainSet
 
 CLASSES = ("Alpha", "Beta", "Gamma")
@@ -103,9 +103,9 @@ def test_each_expert_ranks_its_own_class_highest(tmp_path):
     assert names == list(CLASSES)
     expert_scores = train.load_scores(res.path / "test_expert_scores.npz")  # name -> [T, E]
     test = data.test
-    matrix = evaluate.expert_class_auc(expert_scores, {v.name: test.frame_labels(i) for i, v in enumerate(test.videos)},
+    matrix = diagnostics.expert_class_auc(expert_scores, {v.name: test.frame_labels(i) for i, v in enumerate(test.videos)},
                                        {v.name: v.classes for v in test.videos}, names, list(CLASSES))
-    adv = evaluate.own_expert_advantage(matrix)
+    adv = diagnostics.own_expert_advantage(matrix)
     # every class: its own expert ranks it better than the other experts do, by a clear margin on average
     # (AUC points). An expert trained against normal videos only still fires on some other classes' anomalies
     # (they are not normal either), so single classes can be close; a trainer that mixed the pools is not.

@@ -18,12 +18,11 @@ import torch  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from gsmoe_lib import figures  # noqa: E402
-from gsmoe_lib.evaluate import (  # noqa: E402
+from gsmoe_lib.diagnostics import (  # noqa: E402
     advantage_over_seeds,
     collapse_over_seeds,
     expert_class_auc,
     expert_masking,
-    expert_masking_fills,
     expert_test_scores,
     masking_drop,
     own_expert_advantage,
@@ -200,7 +199,7 @@ class _Split:
 
 def test_masking_two_ways_and_its_mean_drop():
     model = GSMoEModel(_Enc(), _Experts(), _SumGate())
-    table = expert_masking_fills(model, _Split(), CLASSES)
+    table = expert_masking(model, _Split(), CLASSES)
     assert list(table) == CLASSES
     for cls, row in table.items():
         assert set(row) == {"unmasked", "zero", "mean"}
@@ -211,8 +210,8 @@ def test_masking_two_ways_and_its_mean_drop():
     drop = masking_drop(table)
     assert drop["zero"] == pytest.approx(100 * np.mean([1 - r["zero"] for r in table.values()]))
     assert drop["mean"] > 20
-    assert expert_masking(model, _Split(), CLASSES) == {c: {"unmasked": r["unmasked"], "masked": r["zero"]}
-                                                        for c, r in table.items()}
+    assert expert_masking(model, _Split(), CLASSES, fills=("zero",)) == {
+        c: {"unmasked": r["unmasked"], "zero": r["zero"]} for c, r in table.items()}  # each fill on its own
 
 
 def test_mean_fill_reaches_the_gate_input_and_is_removed_afterwards():
@@ -222,7 +221,7 @@ def test_mean_fill_reaches_the_gate_input_and_is_removed_afterwards():
     seen = []
     gate.expert_proj.register_forward_hook(lambda m, inp, out: seen.append(inp[0].detach().clone()))
     split = _Split()
-    expert_masking_fills(model, split, CLASSES, classes=["Arson"], fills=("mean",))
+    expert_masking(model, split, CLASSES, classes=["Arson"], fills=("mean",))
     assert len(seen) == 4  # Arson's two videos: unmasked, then masked
     unmasked, masked = seen[0], seen[2]  # the same video (Arson000), [C, T, E]
     torch.testing.assert_close(masked[..., 1], masked[..., [0, 2]].mean(-1))  # the others' mean
@@ -240,7 +239,7 @@ def test_a_model_taking_mask_fill_gets_it_passed_through():
             calls.append(mask_fill if expert_mask is not None else None)
             return SimpleNamespace(scores=x[:, 0, :, 0])
 
-    expert_masking_fills(WithFill(), _Split(), CLASSES, classes=["Abuse"])
+    expert_masking(WithFill(), _Split(), CLASSES, classes=["Abuse"])
     assert calls.count("zero") == 2 and calls.count("mean") == 2  # two Abuse videos, once per fill
 
 
@@ -249,11 +248,11 @@ def test_mean_fill_needs_a_model_taking_mask_fill():
         def forward(self, x, expert_mask=None):
             return SimpleNamespace(scores=x[:, 0, :, 0])
 
-    assert set(expert_masking_fills(ZeroOnly(), _Split(), CLASSES, fills=("zero",))["Abuse"]) == {"unmasked", "zero"}
+    assert set(expert_masking(ZeroOnly(), _Split(), CLASSES, fills=("zero",))["Abuse"]) == {"unmasked", "zero"}
     with pytest.raises(ValueError, match="'mean' needs a model whose forward takes mask_fill"):
-        expert_masking_fills(ZeroOnly(), _Split(), CLASSES, fills=("mean",))
+        expert_masking(ZeroOnly(), _Split(), CLASSES, fills=("mean",))
     with pytest.raises(ValueError, match="unknown mask fills"):
-        expert_masking_fills(ZeroOnly(), _Split(), CLASSES, fills=("noise",))
+        expert_masking(ZeroOnly(), _Split(), CLASSES, fills=("noise",))
 
 
 def test_expert_test_scores_are_the_models_expert_outputs():

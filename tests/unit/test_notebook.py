@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import ast
+import re
+import types
 from pathlib import Path
 
 import nbformat
 import pytest
 from papermill.translators import PythonTranslator
 
-from gsmoe_lib.notebook import ParameterError, check_parameters, declared_parameters, validate_parameters
+from gsmoe_lib.notebook import ParameterError, check_parameters, declared_parameters, setup, validate_parameters
 from gsmoe_lib.paths import PROJECT_ROOT
 from gsmoe_lib.reproduce import COMMON_PARAMETERS, NOTEBOOKS
 
@@ -107,3 +109,27 @@ def test_committed_notebook_hygiene(path):
     missing = [p for p in COMMON_PARAMETERS if p not in declared]
     assert not missing, f"{path.name}: common parameters not declared: {missing}"
     assert "validate_parameters(globals())" in second.source
+
+
+def test_no_notebook_repeats_what_the_library_holds():
+    """The setup, the per-seed table and the frames per snippet each have one home (issue 14)."""
+    for path in COMMITTED:
+        nb = nbformat.read(str(path), as_version=4)
+        code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+        assert "train.load_data(" not in code, f"{path.name}: load the data with notebook.setup(P)"
+        assert "def per_seed_table" not in code, f"{path.name}: use reporting.per_seed_table"
+        for line in code.splitlines():
+            statement = line.split("#", 1)[0]  # "[T*16]" in a comment is the notation of docs/design.md
+            assert not re.search(r"\b16\b", statement), f"{path.name}: a bare 16, use SNIPPET_FRAMES: {line!r}"
+
+
+def test_setup_gives_one_config_per_seed_and_the_data_once(tiny_data, capsys):
+    P = types.SimpleNamespace(profile="tiny", data_root=str(tiny_data), dataset="", device="cpu", seeds=2,
+                              first_seed=3, tgs_config="", train_list="", test_list="", annotations="")
+    cfgs, data = setup(P, progress=False)
+    assert [c.seed for c in cfgs] == [3, 4]
+    assert cfgs[0].data == cfgs[1].data  # only the seed differs: one dataset serves both
+    assert data.dataset == "ucf-crime" and len(data.test.videos) > 0
+    assert f"{len(data.test.videos)} test videos" in capsys.readouterr().out
+    del P.first_seed  # a notebook without first_seed starts at seed 0
+    assert [c.seed for c in setup(P, progress=False).cfgs] == [0, 1]
