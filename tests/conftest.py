@@ -24,9 +24,11 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_run(tiny_data: Path) -> Path:
-    from gsmoe_lib import train
+    from gsmoe_lib.runs import Run
+    from gsmoe_lib.training.config import config_for
+    from gsmoe_lib.training.pipeline import run_pipeline
 
     run_dir = tiny_data.parent / "run"
-    cfg = train.config_for("tiny", str(tiny_data), "", 0, "cpu")
-    train.run_pipeline(cfg, train.seed_run_dir(run_dir, 0), progress=False)
+    cfg = config_for("tiny", str(tiny_data), "", 0, "cpu")
+    run_pipeline(cfg, Run(run_dir).seed(0).path, progress=False)
     yield run_dir

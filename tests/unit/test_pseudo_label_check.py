@@ -1,12 +1,13 @@
-"""`train.check_pseudo_labels`: a teacher whose scores never reach min_height gives all-zero targets."""
+"""`training.pseudo_labels.check_pseudo_labels`: a teacher whose scores never reach min_height gives
+all-zero targets."""
 
 import warnings
 
 import pytest
 import torch
 
-from gsmoe_lib import train
 from gsmoe_lib.tgs import TGSConfig, pseudo_labels
+from gsmoe_lib.training.pseudo_labels import check_pseudo_labels
 
 
 def curves(peak: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -24,7 +25,7 @@ def test_no_kernel_on_any_abnormal_sample_is_warned_about_with_the_numbers():
     assert float(pseudo.amax()) == 0.0
     expected = r"experts: no TGS kernel on any of the 2 abnormal .* reach 0\.190.*min_height=0\.2"
     with pytest.warns(UserWarning, match=expected):
-        train.check_pseudo_labels(pseudo, scores, labels, cfg, "experts")
+        check_pseudo_labels(pseudo, scores, labels, cfg, "experts")
 
 
 def test_a_teacher_that_reaches_min_height_passes_silently():
@@ -34,8 +35,8 @@ def test_a_teacher_that_reaches_min_height_passes_silently():
     assert float(pseudo[labels == 1].amax()) > 0.0
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        train.check_pseudo_labels(pseudo, scores, labels, cfg, "gate")
+        check_pseudo_labels(pseudo, scores, labels, cfg, "gate")
         # the same low teacher is fine with a lower threshold
         low = TGSConfig(min_height=0.1, scale="absolute")
         s, lab = curves(peak=0.19)
-        train.check_pseudo_labels(pseudo_labels(s, low), s, lab, low, "gate")
+        check_pseudo_labels(pseudo_labels(s, low), s, lab, low, "gate")

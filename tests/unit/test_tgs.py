@@ -249,18 +249,19 @@ def test_loss_is_finite_at_saturated_scores():
 
 def test_tgs_stage_teacher_pseudo_labels_are_the_frozen_encoders():
     """source "encoder": finetune_tgs splats the MIL encoder's eval-mode scores, once, for every sample."""
-    from gsmoe_lib import train
     from gsmoe_lib.data.batching import TrainSet
+    from gsmoe_lib.models.urdmu import URDMU
+    from gsmoe_lib.training.stages import teacher_pseudo_labels
 
     torch.manual_seed(0)
-    encoder = train.new_encoder(16)
+    encoder = URDMU(input_dim=16)
     encoder.train()  # dropout on: the teacher must switch it off
     n, S = 5, 24
     features = torch.rand(n, S, 16)
     ts = TrainSet(features, torch.tensor([0.0, 1.0, 1.0, 0.0, 1.0]), torch.zeros(n, 1), torch.arange(n),
                   ("A",), [f"v{i}" for i in range(n)], "independent")
     cfg = TGSConfig(min_height=0.0, prominence=0.0)  # a kernel on every curve, whatever its scale
-    got = train._teacher_pseudo_labels(encoder, ts, cfg, "cpu", "none", chunk=2)  # chunks of 2, 2, 1
+    got = teacher_pseudo_labels(encoder, ts, cfg, "cpu", "none", chunk=2)  # chunks of 2, 2, 1
     with torch.no_grad():
         want = tgs.pseudo_labels(encoder.eval()(features, training_extras=False).scores, cfg)
     assert got.shape == (n, S) and torch.allclose(got, want)
