@@ -77,7 +77,7 @@ class TGSConfig:
     # min_height and threshold_floor are fractions of the video's score range; "absolute" uses raw scores.
     scale: str = "video"
     min_range: float = 1e-6  # scale="video": a curve whose max - min is below this is flat (no kernel)
-    # Whose scores make the pseudo-labels (the trainer reads this; see gsmoe_lib/train.py):
+    # Whose scores make the pseudo-labels (the trainer reads this; see gsmoe_lib/training/pseudo_labels.py):
     # "encoder": a frozen teacher's scores, computed once (default, measured best on UCF and XD);
     # "refresh": the trained stage's own eval-mode scores, recomputed once per epoch after the warm-up;
     # "teacher-refresh": the teacher's first, then the stage's own, refreshed once per epoch of training on them;

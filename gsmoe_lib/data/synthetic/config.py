@@ -1,8 +1,9 @@
 """The knobs of the synthetic generator (`SynthConfig`) and its named sizes (`SYNTH_PROFILES`).
 
-`synth_config(profile, dataset, **overrides)` gives the `SynthConfig` of a *synthetic profile* (tiny / quick /
-full, `gsmoe data synth --profile`). These are not the *training* profiles (`train.PROFILES`, tiny / quick /
-paper: iterations and batch sizes) nor `train.make_config`: the two sets share the names "tiny" and "quick",
+`synth_config(profile, dataset, **overrides)` gives the `SynthConfig` of a *synthetic profile* (tiny /
+quick / full, `gsmoe data synth --profile`). These are not the *training* profiles
+(`training.config.PROFILES`, tiny / quick / paper: iterations and batch sizes) nor
+`training.config.make_config`: the two sets share the names "tiny" and "quick",
 so they carry different names in the code. The training side picks a synthetic profile for its default data
 (tiny -> tiny; quick and paper -> quick: data/synthetic-tiny, data/synthetic-quick). The command line keeps
 `gsmoe data synth --profile` (its choices tiny / quick / full say which set is meant), as does the "profile"
