@@ -15,7 +15,7 @@ Test videos are never padded or pooled to a fixed length: every snippet is score
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, Protocol
 
 import numpy as np

@@ -11,7 +11,7 @@ Conventions (see notebooks/README.md):
   folder it is given, a user anywhere. `validate_parameters` makes every path parameter (`PATH_PARAMETERS`)
   that is relative absolute against `project_root()`, so `run_dir="runs/reproduce"` (the default: the run
   `gsmoe reproduce` / `make reproduce` writes) and `data_root=""` (the profile's synthetic data,
-  `train.default_data_root`) name the same folders from every working directory. One default run folder
+  `training.config.default_data_root`) name the same folders from every working directory. One default run folder
   for batch and interactive use: a notebook opened after `make reproduce` loads its finished stages.
 """
 
@@ -137,15 +137,15 @@ def resolve_path(path: str | Path) -> Path:
 
 
 def config(P: types.SimpleNamespace, seed: int, overrides: dict[str, Any] | None = None):
-    """The PipelineConfig of a notebook's parameters for one seed (train.config_for with every data option).
+    """The PipelineConfig of a notebook's parameters for one seed (`training.config.config_for` with every data option).
 
     Reads `profile`, `data_root`, `dataset`, `device` and, when the notebook declares them, `tgs_config`,
     `train_list`, `test_list`, `annotations`.
     """
-    from gsmoe_lib import train
+    from gsmoe_lib.training.config import config_for
 
     opt = {k: getattr(P, k, "") for k in ("tgs_config", "train_list", "test_list", "annotations")}
-    return train.config_for(P.profile, P.data_root, P.dataset, seed, P.device, overrides=overrides, **opt)
+    return config_for(P.profile, P.data_root, P.dataset, seed, P.device, overrides=overrides, **opt)
 
 
 class Setup(typing.NamedTuple):
@@ -157,14 +157,14 @@ def setup(P: types.SimpleNamespace, progress: bool = True) -> Setup:
     """What every notebook that trains or loads stages does first: one config per seed, and the data.
 
     Seeds are `first_seed .. first_seed + seeds - 1` (`first_seed` 0 when the notebook does not declare it);
-    the configs differ only in their seed, so the data (`train.load_data`, the training set pooled once)
+    the configs differ only in their seed, so the data (`training.data.load_data`, the training set pooled once)
     is loaded for the first and shared by all. Prints one line naming the dataset and its size.
     """
-    from gsmoe_lib import train
+    from gsmoe_lib.training.data import load_data
 
     first = getattr(P, "first_seed", 0)
     cfgs = [config(P, s) for s in range(first, first + P.seeds)]
-    data = train.load_data(cfgs[0].data, P.device, progress=progress)
+    data = load_data(cfgs[0].data, P.device, progress=progress)
     print(f"dataset {data.dataset}: {len(data.train.labels)} training samples, {len(data.test.videos)} test videos")
     return Setup(cfgs, data)
 

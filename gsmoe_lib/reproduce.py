@@ -1,12 +1,12 @@
 """`gsmoe reproduce`: run the notebook collection with papermill and collect its tables and figures.
 
-(Named for the command: the *training* pipeline, the four stages one after the other, is `train.run_pipeline`.)
+(Named for the command: the *training* pipeline, the four stages one after the other, is `training.pipeline.run_pipeline`.)
 
 The notebooks in `notebooks/` are the paper's experiments; this module only runs them, in dependency
 order (`NOTEBOOKS`), with the same common parameters, into one run folder::
 
     RUN/
-      seed-<s>/<stage>/           training stages (shared by all notebooks; see train.py)
+      seed-<s>/<stage>/           training stages (shared by all notebooks; see training/)
       notebooks/<nb>.ipynb        the executed copies (outputs included)
       notebooks/<nb>.done         the up-to-date stamp of each notebook (below)
       results/<key>.json          what each notebook contributes (notebook.write_result)
@@ -20,7 +20,7 @@ Decisions (none of them is in the paper):
   manifest of a synthetic data root (`gsmoe_dataset.json`, so a regenerated dataset reruns everything)
   and the stamps of every notebook before it in the order (so re-running 10 re-runs what follows it).
   The library's own code is not part of the hash: after changing `gsmoe_lib`, pass `--force`. Training
-  stages have their own config hashes (train.py), so a re-executed notebook reloads finished stages.
+  stages have their own config hashes (training/config.py), so a re-executed notebook reloads finished stages.
 - **Parameters.** Every notebook receives the six common parameters (`COMMON_PARAMETERS`); a notebook
   that does not declare one of them is an error naming it (`notebook.check_parameters`), so the
   convention cannot drift. The list files (`LIST_PARAMETERS`: `--train-list`, `--test-list`,
@@ -137,16 +137,12 @@ def select_notebooks(notebooks: Sequence[str] | None, folder: Path) -> list[str]
 def default_data(profile: str, dataset: str | None) -> Path:
     """The profile's synthetic dataset under the project root, built if missing."""
     from gsmoe_lib.data.synthetic import synthesize
-    from gsmoe_lib.train import default_data_root
+    from gsmoe_lib.training.config import default_data_root, synthetic_profile
 
-    rel = default_data_root(profile)
-    if dataset == "xd-violence":
-        rel += "-xd"
-    root = PROJECT_ROOT / rel
+    root = Path(default_data_root(profile, dataset))  # the one place that names the synthetic data folders
     if not (root / "gsmoe_dataset.json").is_file():
         print(f"building the synthetic dataset {root} (once)", flush=True)
-    synthesize(root, profile="tiny" if profile == "tiny" else "quick", seed=0, dataset=dataset or "ucf-crime",
-               verbose=False)
+    synthesize(root, profile=synthetic_profile(profile), seed=0, dataset=dataset or "ucf-crime", verbose=False)
     return root
 
 
@@ -171,7 +167,7 @@ def reproduce(out: str | Path = DEFAULT_OUT, data_root: str | Path | None = None
     """
     from gsmoe_lib.data.layouts import detect_dataset_name
     from gsmoe_lib.notebook import ParameterError, declared_parameters, execute_notebook
-    from gsmoe_lib.train import PROFILES
+    from gsmoe_lib.training.config import PROFILES
 
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; expected one of {', '.join(PROFILES)}")
@@ -269,7 +265,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", choices=("ucf-crime", "xd-violence"), default=None,
                         help="default: detected from DIR/gsmoe_dataset.json, else ucf-crime")
     parser.add_argument("--profile", choices=("tiny", "quick", "paper"), default="quick",
-                        help="training profile (gsmoe_lib.train.PROFILES)")
+                        help="training profile (gsmoe_lib.training.config.PROFILES)")
     parser.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1; tables show mean ± std")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--out", default=DEFAULT_OUT, metavar="RUN", help=f"run folder (default {DEFAULT_OUT})")

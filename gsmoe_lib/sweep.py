@@ -6,7 +6,7 @@ folder, so a cell reuses everything a single run does: skip-if-done notebooks, r
 results.json. A small YAML spec describes the sweep::
 
     dataset: ucf-crime          # optional ("" / missing: detected from the data root)
-    profile: tiny               # training profile (gsmoe_lib.train.PROFILES)
+    profile: tiny               # training profile (gsmoe_lib.training.config.PROFILES)
     data_root: null             # optional; default: the profile's synthetic dataset, built once
     device: cpu
     seeds: 2                    # an int N (seeds 0..N-1) or a list of seeds
@@ -105,7 +105,7 @@ def _fail(where: str, key: str, message: str) -> SpecError:
 
 def parse_spec(raw: Any, where: str = "sweep spec") -> SweepSpec:
     """Validate a spec mapping (the YAML's content); every problem names the key."""
-    from gsmoe_lib.train import PROFILES
+    from gsmoe_lib.training.config import PROFILES
 
     if not isinstance(raw, Mapping):
         raise SpecError(f"{where}: expected a mapping of {', '.join(SPEC_KEYS)}, got {type(raw).__name__}")

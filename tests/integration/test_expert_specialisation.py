@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from gsmoe_lib import diagnostics, train
+from gsmoe_lib import diagnostics, runs, train
 from gsmoe_lib.data.batching import TrainSet
 
 CLASSES = ("Alpha", "Beta", "Gamma")
@@ -101,7 +101,7 @@ def test_each_expert_ranks_its_own_class_highest(tmp_path):
 
     names = res.metrics["expert_names"]
     assert names == list(CLASSES)
-    expert_scores = train.load_scores(res.path / "test_expert_scores.npz")  # name -> [T, E]
+    expert_scores = runs.load_scores(res.path / "test_expert_scores.npz")  # name -> [T, E]
     test = data.test
     matrix = diagnostics.expert_class_auc(expert_scores, {v.name: test.frame_labels(i) for i, v in enumerate(test.videos)},
                                        {v.name: v.classes for v in test.videos}, names, list(CLASSES))

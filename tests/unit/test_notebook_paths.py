@@ -11,7 +11,7 @@ from gsmoe_lib import notebook
 from gsmoe_lib.notebook import PATH_PARAMETERS, declared_parameters, validate_parameters
 from gsmoe_lib.paths import PROJECT_ROOT
 from gsmoe_lib.reproduce import DEFAULT_OUT, LIST_PARAMETERS
-from gsmoe_lib.train import make_config
+from gsmoe_lib.training.config import make_config
 
 COMMITTED = sorted((PROJECT_ROOT / "notebooks").glob("*.ipynb"))
 CELL = ('run_dir: str = "runs/reproduce"  # run\ndata_root: str = ""  # data\ntgs_config: str = ""  # tgs\n'
