@@ -424,7 +424,8 @@ def plot_sweep_spread(records: Sequence[dict], tables: Sequence[str] = ("ablatio
     records: the sweep's cell records (cell.json; "metrics" maps "<table>.<row>.<metric>" to a fraction).
     Each dot is one seed; a short black line marks the mean over seeds.
     """
-    from gsmoe_lib.reporting import METRIC_NAMES, ordered_names
+    from gsmoe_lib.reporting import METRIC_NAMES
+    from gsmoe_lib.sweep_report import ordered_names
 
     done = [r for r in records if r["status"] == "done"]
     names = ordered_names((m for r in done for m in r["metrics"]), tables)

@@ -1,6 +1,7 @@
 """`gsmoe reproduce`: run the notebook collection with papermill and collect its tables and figures.
 
-(Named for the command: the *training* pipeline, the four stages one after the other, is `training.pipeline.run_pipeline`.)
+(Named for the command; the *training* pipeline, the four stages one after the other, is
+`training.pipeline.run_pipeline`.)
 
 The notebooks in `notebooks/` are the paper's experiments; this module only runs them, in dependency
 order (`NOTEBOOKS`), with the same common parameters, into one run folder::

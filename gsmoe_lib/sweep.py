@@ -44,9 +44,9 @@ Decisions (the issue leaves them open):
   (a `NotebookFailed` names the notebook and cell) and the sweep goes on. A rerun skips cells whose
   cell.json says "done" with the same parameters and runs the missing and failed ones (the pipeline then
   re-executes only the notebooks that did not finish). `gsmoe sweep` exits 1 when a cell failed.
-- **Statistics.** Mean and sample standard deviation (ddof=1) over the seeds that finished; with one
-  finished seed the std is NaN (empty in the CSV, not shown in the markdown). Fractions in the CSV,
-  percent in the markdown.
+- **Statistics** (`sweep_report.py`). Mean and sample standard deviation (ddof=1) over the seeds that
+  finished; with one finished seed the std is NaN (empty in the CSV, not shown in the markdown). Fractions
+  in the CSV, percent in the markdown.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ from typing import Any, Callable, Mapping, NamedTuple, Sequence
 import pandas as pd
 
 from gsmoe_lib import runs
-from gsmoe_lib.reporting import sweep_markdown, sweep_table, table_metrics
+from gsmoe_lib.sweep_report import sweep_markdown, sweep_table, table_metrics
 
 RUN_KEYS = ("profile", "dataset", "data_root", "device")  # reproduce() arguments that a grid may vary
 RESERVED = ("run_dir", "seeds", "first_seed")  # set by the sweep for every cell
@@ -166,15 +166,9 @@ def parse_spec(raw: Any, where: str = "sweep spec") -> SweepSpec:
             raise _fail(where, f"grid.{key}", f"set by the sweep for every cell; {', '.join(RESERVED)} cannot vary")
         if not isinstance(values, list) or not values:
             raise _fail(where, f"grid.{key}", f"expected a non-empty list of values, got {values!r}")
-        if key == "profile":
-            for v in values:
-                choice("grid.profile", v, tuple(PROFILES))
-        if key == "dataset":
-            for v in values:
-                choice("grid.dataset", v, DATASETS)
-        if key == "device":
-            for v in values:
-                choice("grid.device", v, DEVICES)
+        options = {"profile": tuple(PROFILES), "dataset": DATASETS, "device": DEVICES}.get(key)
+        for v in values if options else ():  # the run keys with a fixed set of values
+            choice(f"grid.{key}", v, options)
         grid[key] = list(values)
     return SweepSpec(profile=profile, dataset=dataset, data_root=data_root, device=device, seeds=seeds,
                      notebooks=notebooks, tables=tuple(tables), timeout=timeout, grid=grid)
@@ -426,12 +420,12 @@ def _run_dask(todo: list[Cell], out: Path, arguments: dict[str, dict[str, Any]],
 
 
 def summarize(records: Sequence[Mapping[str, Any]], spec: SweepSpec) -> pd.DataFrame:
-    """sweep.csv: one row per setting, `<metric>_mean` / `<metric>_std` over its seeds (`reporting.sweep_table`)."""
+    """sweep.csv: one row per setting, `<metric>_mean` / `<metric>_std` over its seeds (`sweep_report`)."""
     return sweep_table(records, list(spec.grid), spec.tables)
 
 
 def write_summary(table: pd.DataFrame, records: Sequence[Mapping[str, Any]], spec: SweepSpec, out: Path) -> None:
-    """OUT/sweep.csv, OUT/sweep.md (`reporting.sweep_markdown`) and OUT/sweep_spread.png / .pdf."""
+    """OUT/sweep.csv, OUT/sweep.md (`sweep_report.sweep_markdown`) and OUT/sweep_spread.png / .pdf."""
     import matplotlib.pyplot as plt
 
     from gsmoe_lib.figures import plot_sweep_spread, save_figure

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from gsmoe_lib import runs
-from gsmoe_lib.reporting import table_metrics
+from gsmoe_lib.sweep_report import table_metrics
 from gsmoe_lib.sweep import (
     SpecError,
     check_against_notebooks,
