@@ -424,7 +424,7 @@ def plot_sweep_spread(records: Sequence[dict], tables: Sequence[str] = ("ablatio
     records: the sweep's cell records (cell.json; "metrics" maps "<table>.<row>.<metric>" to a fraction).
     Each dot is one seed; a short black line marks the mean over seeds.
     """
-    from gsmoe_lib.reporting import METRIC_NAMES
+    from gsmoe_lib.reporting import METRIC_NAMES, mean_std
     from gsmoe_lib.sweep_report import ordered_names
 
     done = [r for r in records if r["status"] == "done"]
@@ -443,7 +443,7 @@ def plot_sweep_spread(records: Sequence[dict], tables: Sequence[str] = ("ablatio
                 if not values:
                     continue
                 ax.scatter([i + offset] * len(values), values, s=14, color=f"C{j}", label=s if i == 0 else None)
-                ax.hlines(np.mean(values), i + offset - width / 2.5, i + offset + width / 2.5, color="black", lw=1)
+                ax.hlines(mean_std(values)["mean"], i + offset - width / 2.5, i + offset + width / 2.5, color="black", lw=1)
         ax.set_xticks(range(len(settings)), settings, rotation=30, ha="right", fontsize=7)
         ax.set_xlabel("setting")
         ax.set_ylabel(f"{METRIC_NAMES.get(metric, metric)} (%)")

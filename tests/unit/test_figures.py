@@ -59,3 +59,20 @@ def test_plot_sigma_interpretations_one_panel_each():
     for ax, name in zip(fig.axes, cfgs):
         assert ax.get_xlabel() == "snippet (16 frames)" and name in ax.get_title()
     plt.close(fig)
+
+
+def test_plot_sweep_spread_one_panel_per_metric_one_dot_per_seed():
+    def record(setting, seed, status="done", **metrics):
+        return {"setting_id": setting, "seed": seed, "status": status, "metrics": metrics}
+
+    records = [record("x-1", 0, **{"ablation.gsmoe.auc": 0.60, "ablation.gsmoe.ap": 0.2}),
+               record("x-1", 1, **{"ablation.gsmoe.auc": 0.62, "ablation.gsmoe.ap": 0.2}),
+               record("x-2", 0, status="failed")]
+    fig = figures.plot_sweep_spread(records, ("ablation",))
+    auc, ap = fig.axes
+    assert auc.get_ylabel() == "AUC (%)" and ap.get_ylabel() == "AP (%)"  # metrics in reading order
+    assert [t.get_text() for t in auc.get_xticklabels()] == ["x-1", "x-2"]  # a failed setting keeps its place
+    dots = auc.collections[0].get_offsets()
+    assert sorted(dots[:, 1]) == pytest.approx([60.0, 62.0])  # one dot per finished seed, in percent
+    assert auc.collections[1].get_segments()[0][0][1] == pytest.approx(61.0)  # the mean line
+    plt.close(fig)
