@@ -28,10 +28,23 @@ import sys
 COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("data", "check"), "gsmoe_lib.data.check", "validate a feature dataset (lists, annotations, files) without training"),
     (("data", "synth"), "gsmoe_lib.data.synthetic", "write the UCF-Crime-shaped (or XD-shaped) synthetic dataset"),
-    (("train",), "gsmoe_lib.train", "run training stages (encoder, tgs, experts, gate) into a run folder"),
+    (("train",), "gsmoe_lib.training.command", "run training stages (encoder, tgs, experts, gate) into a run folder"),
     (("score",), "gsmoe_lib.inference", "score feature files with a finished run and write per-snippet CSV"),
     (("reproduce",), "gsmoe_lib.reproduce", "execute the notebook collection with papermill"),
-    (("bench",), "gsmoe_lib.bench", "benchmark training steps and test-set scoring"),
+    (("bench", "speed"), "gsmoe_lib.bench.speed",
+     "time every training step and test-set scoring (and its peak memory)"),
+    (("bench", "precision"), "gsmoe_lib.bench.precision",
+     "fp32 / bf16 / TF32: every stage's metrics and time, over seeds"),
+    (("bench", "robustness"), "gsmoe_lib.bench.robustness",
+     "the pipeline over variants of the synthetic data x seeds, checked against issue 12's targets"),
+    (("bench", "scoring-options"), "gsmoe_lib.bench.scoring_options",
+     "crops each / mean x fp32 / bf16 on a finished run's test metrics and scoring time"),
+    (("bench", "moe-options"), "gsmoe_lib.bench.moe_options",
+     "the MoE options (pseudo-label sources, extensions) over seeds"),
+    (("bench", "encoder-schedule"), "gsmoe_lib.bench.encoder_schedule",
+     "test metrics along training of the encoder or the Sultani MIL stage"),
+    (("bench", "paper-pipeline"), "gsmoe_lib.bench.paper_pipeline",
+     "the four stages at paper-scale training settings, end to end, timed"),
     (("sweep",), "gsmoe_lib.sweep", "run a seeds x settings sweep locally or on a Dask cluster"),
 ]
 
@@ -82,7 +95,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
             sub = top.add_parser(words[0], help=help_text, description=help_text)
         else:
             if words[0] not in groups:
-                group_parser = top.add_parser(words[0], help=f"{words[0]} commands")
+                group_help = f"{words[0]} commands: " + ", ".join(w[1] for w, _, _ in COMMANDS if w[0] == words[0])
+                group_parser = top.add_parser(words[0], help=group_help, description=group_help)
                 groups[words[0]] = group_parser.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
             sub = groups[words[0]].add_parser(words[1], help=help_text, description=help_text)
         if chosen is not None and words != chosen:

@@ -5,10 +5,10 @@ UR-DMU baseline, TGS fine-tuning, the experts, the gate, and the Sultani MIL ref
 has it) on several *variants* of the synthetic generator (`gsmoe_lib.data.synthetic`), each with its own
 dataset seed, for several training seeds, and checks the issue's targets on every variant.
 
-    python -m gsmoe_lib.robustness                              # every variant, quick profile, CPU
-    python -m gsmoe_lib.robustness --device cuda --jobs 8       # the lent GPU machine (16 cores)
-    python -m gsmoe_lib.robustness --variants ucf,xd --seeds 1 --profile tiny --out /tmp/rb
-    python -m gsmoe_lib.robustness --list                       # the variants and what is cached
+    gsmoe bench robustness                              # every variant, quick profile, CPU
+    gsmoe bench robustness --device cuda --jobs 8       # the lent GPU machine (16 cores)
+    gsmoe bench robustness --variants ucf,xd --seeds 1 --profile tiny --out /tmp/rb
+    gsmoe bench robustness --list                       # the variants and what is cached
 
 Variants (`VARIANTS`). Each changes the *profile's* generator config (so that `--profile tiny` shrinks
 every variant alike): `scale` multiplies a SynthConfig field of the profile, `set` replaces it. Every
@@ -35,7 +35,7 @@ Cells. One (variant, training seed) is a cell: its data is synthesised once per 
 `<key>` hashes everything that decides the cell's numbers (the PipelineConfig, the generator config, the
 stages, the device), so a changed config gets fresh folders and never meets a stage finished with another
 config (runs.StageConflict); a finished cell (its record exists) is not rerun, and an interrupted cell
-resumes from its finished stages (train.run_pipeline). `--rerun` deletes the requested cells' records and
+resumes from its finished stages (training.pipeline.run_pipeline). `--rerun` deletes the requested cells' records and
 run folders first (for code changes that leave the config alone).
 
 Parallel cells (`--jobs N`): N worker processes (spawned, so CUDA works in them), each with `--threads`
@@ -44,23 +44,8 @@ and each variant's cells start as soon as its data is written, so the slowest sy
 25 s on the 2-core CPU) overlaps the other variants' training. Stage seconds of parallel cells share the
 machine: compare them only within one call with the same `--jobs`.
 
-Collapse (issue 12: a degenerate stage is reported as collapsed, not as a metric). A stage is collapsed on
-a seed when
-- its test scores' pooled std is below `metrics.COLLAPSE_STD` (1e-3): the stage's own `score_std` /
-  `collapsed` metrics, else computed from RUN/<stage>/test_scores.npz (`metrics.score_spread`); or
-- its pseudo-labels had a TGS kernel on fewer than `--min-kernel-fraction` (0.5, "most") of the abnormal
-  training samples, or the stage itself says they were degenerate (the stage metrics
-  `pseudo_label_coverage` and `pseudo_labels_degenerate`, `train.check_coverage`).
-A stage collapsed on any seed of a variant is marked collapsed for the variant; its numbers stay in the
-JSON and appear in parentheses in the table, as diagnostics, not results.
-
-Targets checked per variant (issue 12; means over the variant's seeds):
-- no stage collapsed;
-- gate ≥ TGS ≥ baseline ≥ Sultani MIL on AUC_A (Sultani left out of the chain when the pipeline has no
-  such stage, and the check says so);
-- XD-shaped variants: gate AP_A ≥ TGS AP_A ≥ baseline AP_A;
-- the UCF default: also gate ≥ TGS ≥ baseline ≥ Sultani MIL on AUC, and gate AUC std ≤ 1.5 points.
-A check over fewer seeds than the variant asks for is reported as incomplete (passed: null).
+Collapse (a stage degenerate on a seed: reported as collapsed, not as a metric), the summary over seeds,
+the checks of issue 12's targets on every variant and the markdown tables: `bench.robustness_report`.
 
 Outputs: `OUT/robustness.json` (parameters, environment, variants with their full generator configs, every
 cell, the summary, the checks, failures) and `OUT/robustness.md` (the same as tables). OUT defaults to
@@ -73,8 +58,6 @@ import argparse
 import os
 import re
 import shutil
-import statistics
-import sys
 import time
 import traceback
 import warnings
@@ -84,16 +67,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from gsmoe_lib import runs
-
-METRICS = ("auc", "auc_abnormal", "ap", "ap_abnormal")
-METRIC_LABELS = {"auc": "AUC", "auc_abnormal": "AUC_A", "ap": "AP", "ap_abnormal": "AP_A"}
-STAGE_LABELS = {"sultani": "Sultani MIL (reference)", "encoder": "UR-DMU baseline", "tgs": "+ TGS",
-                "experts": "+ experts", "gate": "+ gate (GS-MoE)"}
-SHORT_NAMES = {"sultani": "Sultani MIL", "encoder": "baseline", "tgs": "TGS", "experts": "experts", "gate": "gate"}
-TABLE_ORDER = ("sultani", "encoder", "tgs", "experts", "gate")
-MIN_KERNEL_FRACTION = 0.5  # "no kernel on most abnormal training samples" (issue 12)
-GATE_AUC_STD_MAX = 1.5     # the UCF target: gate AUC std ≤ 1.5 points
-DATA_PROFILE = {"tiny": "tiny", "quick": "quick", "paper": "quick"}  # as train.default_data_root
+from gsmoe_lib.training.config import synthetic_profile
+from gsmoe_lib.bench.robustness_report import (MIN_KERNEL_FRACTION, check_targets, markdown, stage_record,
+                                               summarise)
+DATA_PROFILE = {p: synthetic_profile(p) for p in ("tiny", "quick", "paper")}  # training.config names the data
 
 
 @dataclass(frozen=True)
@@ -111,9 +88,9 @@ class Variant:
 
     def synth_overrides(self, data_profile: str) -> dict[str, Any]:
         """SynthConfig overrides of this variant on top of `data_profile` (tiny / quick / full)."""
-        from gsmoe_lib.data.synthetic import make_config
+        from gsmoe_lib.data.synthetic import synth_config
 
-        base = asdict(make_config(data_profile, self.dataset))
+        base = asdict(synth_config(data_profile, self.dataset))
         out: dict[str, Any] = {}
         for key, factor in self.scale.items():
             if key not in base:
@@ -125,9 +102,9 @@ class Variant:
         return out
 
     def synth_config(self, data_profile: str):
-        from gsmoe_lib.data.synthetic import make_config
+        from gsmoe_lib.data.synthetic import synth_config
 
-        return make_config(data_profile, self.dataset, **self.synth_overrides(data_profile))
+        return synth_config(data_profile, self.dataset, **self.synth_overrides(data_profile))
 
 
 VARIANTS: dict[str, Variant] = {v.name: v for v in (
@@ -148,19 +125,19 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
 # ----------------------------------------------------------------------------------------------------
 
 def pipeline_stages(references: str | None = None) -> tuple[str, ...]:
-    """The stages a cell trains: train.STAGES, plus the reference stages ("sultani") the pipeline has.
+    """The stages a cell trains: STAGES, plus the reference stages ("sultani") the pipeline has.
 
-    references: comma-separated subset of train.REFERENCE_STAGES ("" for none, None for all of them).
+    references: comma-separated subset of REFERENCE_STAGES ("" for none, None for all of them).
     """
-    from gsmoe_lib import train
+    from gsmoe_lib.training.stages import REFERENCE_STAGES, STAGES
 
-    available = tuple(s for s in getattr(train, "REFERENCE_STAGES", ()) if s not in train.STAGES)
+    available = tuple(s for s in REFERENCE_STAGES if s not in STAGES)
     wanted = available if references is None else tuple(s for s in references.split(",") if s)
     unknown = [s for s in wanted if s not in available]
     if unknown:
-        raise SystemExit(f"unknown reference stage(s) {', '.join(unknown)}; this pipeline has: "
+        raise ValueError(f"unknown reference stage(s) {', '.join(unknown)}; this pipeline has: "
                          f"{', '.join(available) or 'none'}")
-    return tuple(train.STAGES) + wanted
+    return tuple(STAGES) + wanted
 
 
 def variant_data_root(work: Path, variant: Variant, profile: str) -> Path:
@@ -171,9 +148,9 @@ def variant_data_root(work: Path, variant: Variant, profile: str) -> Path:
 def cell_config(variant: Variant, seed: int, work: Path, profile: str, device: str,
                 overrides: dict[str, Any] | None = None):
     """The PipelineConfig of one cell (the profile, the variant's data, the seed, the overrides)."""
-    from gsmoe_lib import train
+    from gsmoe_lib.training.config import config_for
 
-    return train.config_for(profile, str(variant_data_root(work, variant, profile).resolve()), variant.dataset,
+    return config_for(profile, str(variant_data_root(work, variant, profile).resolve()), variant.dataset,
                             seed, device, overrides)
 
 
@@ -202,36 +179,6 @@ def synth_variant(variant: Variant, work: str | Path, profile: str) -> str:
     return str(out)
 
 
-def stage_record(run_dir: Path, stage: str, measured: dict[str, Any],
-                 min_kernel_fraction: float = MIN_KERNEL_FRACTION) -> dict[str, Any]:
-    """One stage of one cell: metrics in percent, seconds, score std, kernel fraction, collapse reasons."""
-    from gsmoe_lib import train
-    from gsmoe_lib.metrics import COLLAPSE_STD, score_spread
-
-    sdir = runs.StageDir(run_dir, stage)
-    metrics = sdir.metrics()
-    rec: dict[str, Any] = {k: 100.0 * float(metrics[k]) for k in METRICS}
-    rec["seconds"] = float(measured.get("seconds", float("nan")))
-    rec["loaded"] = bool(measured.get("loaded", False))
-    reasons = []
-    if "score_std" in metrics:
-        rec["score_std"], rec["score_std_source"] = float(metrics["score_std"]), "metrics"
-    else:
-        rec["score_std"] = score_spread(train.load_scores(sdir.path / "test_scores.npz"))
-        rec["score_std_source"] = "test_scores.npz"
-    if metrics.get("collapsed") or rec["score_std"] < COLLAPSE_STD:
-        reasons.append(f"test-score std {rec['score_std']:.1e} < {COLLAPSE_STD:g}")
-    # the share of abnormal training samples whose pseudo-labels have a TGS kernel (train.check_coverage);
-    # None for stages without pseudo-labels (encoder, sultani)
-    frac = metrics.get("pseudo_label_coverage")
-    rec["kernel_fraction"] = None if frac is None else float(frac)
-    if metrics.get("pseudo_labels_degenerate") or (frac is not None and frac < min_kernel_fraction):
-        reasons.append(f"pseudo-label kernel on {100 * rec['kernel_fraction']:.0f}% of the abnormal training "
-                       f"samples (< {100 * min_kernel_fraction:.0f}%)")
-    rec["collapsed"], rec["collapse_reasons"] = bool(reasons), reasons
-    return rec
-
-
 def _set_threads(threads: int) -> None:
     import torch
 
@@ -245,7 +192,9 @@ def run_cell(task: dict[str, Any]) -> dict[str, Any]:
     task: variant (a Variant's fields), seed, work, profile, device, overrides, stages, key, threads,
     min_kernel_fraction. Returns the record; an exception is returned as {"error": ...} with the task.
     """
-    from gsmoe_lib import precision, train
+    from gsmoe_lib.bench import precision
+    from gsmoe_lib.training.data import load_data
+    from gsmoe_lib.training.pipeline import run_pipeline
 
     variant = Variant(**task["variant"])
     seed, work = task["seed"], Path(task["work"])
@@ -256,14 +205,14 @@ def run_cell(task: dict[str, Any]) -> dict[str, Any]:
         cfg = cell_config(variant, seed, work, task["profile"], task["device"], task["overrides"])
         with warnings.catch_warnings(record=True) as caught:  # the stages' warnings go into the record
             warnings.simplefilter("always")
-            data = train.load_data(cfg.data, cfg.device, progress=False)
-            # precision.measure_one trains train.STAGES one after another and times each (fp32)
+            data = load_data(cfg.data, cfg.device, progress=False)
+            # precision.measure_one trains STAGES one after another and times each (fp32)
             measured = precision.measure_one(cfg, run_dir, "none", data)
             extra = [s for s in task["stages"] if s not in measured]
             if extra:
                 t = time.perf_counter()
                 # the reference stages train alone (run_pipeline: stages=("sultani",) trains nothing else)
-                res = train.run_pipeline(cfg, run_dir, tuple(extra), progress=False, data=data)
+                res = run_pipeline(cfg, run_dir, tuple(extra), progress=False, data=data)
                 seconds = time.perf_counter() - t
                 for s in extra:
                     measured[s] = {"seconds": seconds / len(extra), "loaded": res[s].skipped}
@@ -361,148 +310,6 @@ def _run_pool(variants: list[Variant], cell_tasks: dict[str, list[dict[str, Any]
 
 
 # ----------------------------------------------------------------------------------------------------
-# Summary, targets, tables
-# ----------------------------------------------------------------------------------------------------
-
-def _mean_std(values: list[float]) -> dict[str, float]:
-    """mean and sample std (n - 1; 0 for one value), as precision.summarise."""
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "n": len(values)}
-
-
-def summarise(cells: list[dict[str, Any]], stages: tuple[str, ...]) -> dict[str, Any]:
-    """variant -> stage -> {metric: {mean, std, n}, seconds, collapsed, collapsed_seeds, reasons}."""
-    out: dict[str, Any] = {}
-    for name in dict.fromkeys(c["variant"] for c in cells):
-        rows = sorted((c for c in cells if c["variant"] == name), key=lambda c: c["seed"])
-        out[name] = {"seeds": [c["seed"] for c in rows], "stages": {}}
-        for stage in stages:
-            recs = [(c["seed"], c["stages"][stage]) for c in rows if stage in c["stages"]]
-            if not recs:
-                continue
-            cell: dict[str, Any] = {k: _mean_std([r[k] for _, r in recs]) for k in (*METRICS, "seconds")}
-            cell["score_std_min"] = min(r["score_std"] for _, r in recs)
-            fracs = [r["kernel_fraction"] for _, r in recs if r.get("kernel_fraction") is not None]
-            cell["kernel_fraction_min"] = min(fracs) if fracs else None
-            cell["collapsed_seeds"] = [s for s, r in recs if r["collapsed"]]
-            cell["collapsed"] = bool(cell["collapsed_seeds"])
-            cell["reasons"] = [f"seed {s}: {why}" for s, r in recs for why in r["collapse_reasons"]]
-            out[name]["stages"][stage] = cell
-    return out
-
-
-def _chain(vsum: dict[str, Any], chain: tuple[str, ...], metric: str) -> tuple[bool | None, str, list[str]]:
-    """Is mean(metric) non-increasing along `chain`? Stages absent from the summary are left out."""
-    present = [s for s in chain if s in vsum["stages"]]
-    missing = [s for s in chain if s not in vsum["stages"]]
-    values = [vsum["stages"][s][metric]["mean"] for s in present]
-    ok = all(a >= b for a, b in zip(values, values[1:])) if len(values) > 1 else None
-    text = " ≥ ".join(f"{SHORT_NAMES[s]} {v:.2f}" for s, v in zip(present, values))
-    return ok, text, missing
-
-
-def check_targets(variant: Variant, vsum: dict[str, Any]) -> list[dict[str, Any]]:
-    """The issue's targets on one variant's summary: [{target, passed (True/False/None), detail}].
-
-    passed is None when the variant has fewer seeds than it asks for (incomplete) or a stage is missing.
-    """
-    complete = len(vsum["seeds"]) >= variant.seeds
-    incomplete = "" if complete else f" (incomplete: {len(vsum['seeds'])} of {variant.seeds} seeds)"
-    checks = []
-
-    def add(target: str, ok: bool | None, detail: str) -> None:
-        checks.append({"target": target, "passed": ok if complete else None, "detail": detail + incomplete})
-
-    collapsed = {s: c for s, c in vsum["stages"].items() if c["collapsed"]}
-    add("no stage collapsed", not collapsed,
-        "; ".join(f"{STAGE_LABELS[s]}: {'; '.join(c['reasons'])}" for s, c in collapsed.items()) or "none")
-    chains = [("auc_abnormal", ("gate", "tgs", "encoder", "sultani"))]
-    if variant.dataset == "xd-violence":
-        chains.append(("ap_abnormal", ("gate", "tgs", "encoder")))
-    if variant.default and variant.dataset == "ucf-crime":
-        chains.append(("auc", ("gate", "tgs", "encoder", "sultani")))
-    for metric, chain in chains:
-        ok, text, missing = _chain(vsum, chain, metric)
-        note = f" ({', '.join(STAGE_LABELS[s] for s in missing)} not run)" if missing else ""
-        names = " ≥ ".join(SHORT_NAMES[s] for s in chain)
-        add(f"{names} on {METRIC_LABELS[metric]}", ok, text + note)
-    if variant.default and variant.dataset == "ucf-crime" and "gate" in vsum["stages"]:
-        std, n = vsum["stages"]["gate"]["auc"]["std"], vsum["stages"]["gate"]["auc"]["n"]
-        add(f"gate AUC std ≤ {GATE_AUC_STD_MAX}", std <= GATE_AUC_STD_MAX if n > 1 else None,
-            f"{std:.2f}" if n > 1 else "needs 2 seeds or more")
-    return checks
-
-
-def _fmt(cell: dict[str, float]) -> str:
-    return f"{cell['mean']:.2f} ± {cell['std']:.2f}"
-
-
-def table_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
-    """The results table as data: one row per (variant, stage), the cells as the markdown shows them."""
-    rows = []
-    for name, vsum in summary.items():
-        for stage in TABLE_ORDER:
-            if stage not in vsum["stages"]:
-                continue
-            c = vsum["stages"][stage]
-            values = {METRIC_LABELS[k]: _fmt(c[k]) for k in METRICS}
-            if c["collapsed"]:
-                values = {k: f"({v})" for k, v in values.items()}
-            status = (f"collapsed on seed{'s' if len(c['collapsed_seeds']) > 1 else ''} "
-                      f"{', '.join(map(str, c['collapsed_seeds']))}") if c["collapsed"] else "ok"
-            rows.append({"variant": name, "stage": STAGE_LABELS[stage], "seeds": c["auc"]["n"], **values,
-                         "s / seed": f"{c['seconds']['mean']:.1f}", "status": status})
-    return rows
-
-
-def _md_table(rows: list[dict[str, Any]]) -> list[str]:
-    if not rows:
-        return ["(no finished cell)"]
-    keys = list(rows[0])
-    return (["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-            + ["| " + " | ".join(str(r[k]) for k in keys) + " |" for r in rows])
-
-
-def markdown(result: dict[str, Any]) -> str:
-    """robustness.md: parameters, the variants, the results table, the targets, failures."""
-    p, env = result["parameters"], result["environment"]
-    lines = [
-        "# Robustness benchmark (issue 12)", "",
-        f"`python -m gsmoe_lib.robustness` — profile **{p['profile']}**, device {p['device']} "
-        f"({env.get('gpu') or env.get('cpu')}, {env.get('cpu_count')} CPUs), {p['jobs']} job(s) × "
-        f"{p['threads']} thread(s), torch {env.get('torch')}, {result['finished']}; "
-        f"{result['elapsed_s']:.0f} s for the cells run in this call ({result['cells_run']} run, "
-        f"{result['cells_cached']} cached).", "",
-        "## Variants", "",
-    ]
-    vrows = [{"variant": v["name"], "dataset": v["dataset"], "data seed": v["data_seed"],
-              "change": ", ".join([f"{k} × {f:g}" for k, f in v["scale"].items()]
-                                  + [f"{k} = {x}" for k, x in v["set"].items()]) or "none",
-              "seeds": len(result["summary"].get(v["name"], {}).get("seeds", [])),
-              "what": v["description"]} for v in result["variants"]]
-    lines += _md_table(vrows)
-    lines += ["", "## Results (percent, mean ± std over the training seeds)", "",
-              "A stage collapsed on any seed (test-score std < 1e-3, or pseudo-label kernels on fewer than "
-              f"{100 * p['min_kernel_fraction']:.0f}% of the abnormal training samples) shows its numbers in "
-              "parentheses: they are diagnostics, not results. Seconds per seed share the machine with the "
-              "other jobs.", ""]
-    lines += _md_table(table_rows(result["summary"]))
-    lines += ["", "## Targets (issue 12)", ""]
-    trows = [{"variant": name, "target": c["target"],
-              "result": {True: "met", False: "**missed**", None: "incomplete"}[c["passed"]], "figures": c["detail"]}
-             for name, checks in result["checks"].items() for c in checks]
-    lines += _md_table(trows)
-    reasons = [(name, STAGE_LABELS[s], why) for name, vsum in result["summary"].items()
-               for s, c in vsum["stages"].items() for why in c["reasons"]]
-    if reasons:
-        lines += ["", "## Collapse reasons", ""] + [f"- {n}, {s}: {why}" for n, s, why in reasons]
-    if result["failures"]:
-        lines += ["", "## Failed cells (rerun next time)", ""]
-        lines += [f"- {f['variant']} seed {f['seed']}: {f['error']}" for f in result["failures"]]
-    return "\n".join(lines) + "\n"
-
-
-# ----------------------------------------------------------------------------------------------------
 # Command line
 # ----------------------------------------------------------------------------------------------------
 
@@ -524,14 +331,16 @@ def _variants_from(arg: str | None) -> list[Variant]:
     names = [n for n in (arg or "").split(",") if n] or list(VARIANTS)
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
-        raise SystemExit(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
+        raise ValueError(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
     return [VARIANTS[n] for n in names]
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def benchmark(args: argparse.Namespace) -> dict[str, Any]:
+    """Run (or load) the cells the command line `args` asks for; the result written to robustness.json
+    ({} with --list)."""
     variants = _variants_from(args.variants)
     if args.seeds is not None and args.seeds < 1:
-        raise SystemExit(f"--seeds must be at least 1 (got {args.seeds})")
+        raise ValueError(f"--seeds must be at least 1 (got {args.seeds})")
     if args.seeds is not None:
         variants = [replace(v, seeds=args.seeds) for v in variants]
     jobs = max(1, args.jobs)
@@ -610,8 +419,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m gsmoe_lib.robustness", description=__doc__.split("\n")[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variants", default=None, help="comma-separated subset of " + ",".join(VARIANTS))
     parser.add_argument("--seeds", type=int, default=None,
                         help="training seeds 0..N-1 for every variant (default: 5 for ucf and xd, 3 for the others)")
@@ -630,13 +438,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rerun", action="store_true", help="delete the requested cells' records and runs first")
     parser.add_argument("--list", action="store_true", help="print the variants and what is cached, run nothing")
     parser.add_argument("--quiet", action="store_true", help="no progress bar, no table on stdout")
-    return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    result = run(build_parser().parse_args(argv))
-    return 1 if result and result["failures"] else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def run(args: argparse.Namespace) -> int:
+    result = benchmark(args)
+    return 1 if result and result["failures"] else 0  # a failed cell is reported in the files and the status

@@ -1,11 +1,13 @@
-"""The precision benchmark (`gsmoe_lib.precision`) on the tiny profile: fp32 and bf16, two seeds."""
+"""The precision benchmark (`gsmoe bench precision`, gsmoe_lib/bench/precision.py) on the tiny profile: fp32 and bf16,
+two seeds."""
 
 import json
 import statistics
 
 import pytest
 
-from gsmoe_lib import precision, train
+from gsmoe_lib import cli, train
+from gsmoe_lib.bench import precision
 from gsmoe_lib.data.synthetic import synthesize
 
 
@@ -18,12 +20,10 @@ def measured(tmp_path_factory):
     short = {"iterations": 10, "checkpoint_every": 5}
     (root / "overrides.json").write_text(json.dumps({"gate": {"dropout": 0.0, **short}, "experts": short,
                                                      "tgs": short}))
-    args = precision.build_parser().parse_args([
-        "--profile", "tiny", "--data-root", str(data_root), "--runs", str(root / "runs"),
-        "--precisions", "none,bf16", "--seeds", "0,1", "--json", str(root / "out.json"),
-        "--config", str(root / "overrides.json"),
-    ])
-    return root, args, precision.run(args)
+    argv = ["bench", "precision", "--profile", "tiny", "--data-root", str(data_root), "--runs", str(root / "runs"),
+            "--precisions", "none,bf16", "--seeds", "0,1", "--config", str(root / "overrides.json")]
+    assert cli.main([*argv, "--json", str(root / "out.json")]) == 0
+    return root, argv, json.loads((root / "out.json").read_text())
 
 
 def test_one_record_per_precision_and_seed_with_every_stage(measured):
@@ -58,13 +58,14 @@ def test_precision_changes_the_run_and_the_summary_follows_the_records(measured)
 
 
 def test_a_second_call_loads_the_finished_runs(measured):
-    _, args, _ = measured
-    again = precision.run(args)
+    root, argv, _ = measured
+    assert cli.main([*argv, "--json", str(root / "again.json")]) == 0
+    again = json.loads((root / "again.json").read_text())
     assert all(c["loaded"] for r in again["records"] for c in r["stages"].values())
 
 
-def test_bad_precision_is_refused(tmp_path):
-    with pytest.raises(SystemExit, match="--precisions"):
-        precision.run(precision.build_parser().parse_args(["--precisions", "fp16", "--runs", str(tmp_path)]))
+def test_bad_precision_is_refused(tmp_path, capsys):
+    assert cli.main(["bench", "precision", "--precisions", "fp16", "--runs", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith("gsmoe bench precision: error: --precisions must list some of")
     with pytest.raises(ValueError, match="only exists on CUDA"):
         precision.measure_one(train.config_for("tiny"), tmp_path / "r", "tf32")

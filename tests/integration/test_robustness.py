@@ -1,4 +1,4 @@
-"""The robustness runner (`python -m gsmoe_lib.robustness`) on the tiny profile: one variant × one seed.
+"""The robustness runner (`gsmoe bench robustness`) on the tiny profile: one variant × one seed.
 
 The cell runs in a worker process (`--jobs 2`, spawned as on the GPU machine), so the pool, the
 synthesis-then-cells scheduling and the record files are exercised; the second call must load the record.
@@ -9,16 +9,19 @@ import re
 
 import pytest
 
-from gsmoe_lib import robustness as R
-from gsmoe_lib import runs, train
+from gsmoe_lib import cli, runs, train
+from gsmoe_lib.bench import robustness as R
+from gsmoe_lib.bench import robustness_report as report
+from gsmoe_lib.reporting import METRIC_NAMES
 
 
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory):
     root = tmp_path_factory.mktemp("robustness")
-    argv = ["--profile", "tiny", "--variants", "ucf-half-saliency", "--seeds", "1", "--jobs", "2", "--threads", "1",
-            "--work", str(root / "work"), "--out", str(root / "out"), "--quiet"]
-    return root, argv, R.run(R.build_parser().parse_args(argv))
+    argv = ["bench", "robustness", "--profile", "tiny", "--variants", "ucf-half-saliency", "--seeds", "1",
+            "--jobs", "2", "--threads", "1", "--work", str(root / "work"), "--out", str(root / "out"), "--quiet"]
+    assert cli.main(argv) == 0
+    return root, argv, json.loads((root / "out" / "robustness.json").read_text())
 
 
 def _md_rows(text: str, header_start: str) -> list[dict[str, str]]:
@@ -61,16 +64,16 @@ def test_the_markdown_table_matches_the_json(bench):
     result = json.loads((root / "out" / "robustness.json").read_text())
     rows = _md_rows((root / "out" / "robustness.md").read_text(), "| variant | stage |")
     summary = result["summary"]["ucf-half-saliency"]["stages"]
-    by_label = {label: stage for stage, label in R.STAGE_LABELS.items()}
-    assert [by_label[r["stage"]] for r in rows] == [s for s in R.TABLE_ORDER if s in summary]
+    by_label = {label: stage for stage, label in report.STAGE_LABELS.items()}
+    assert [by_label[r["stage"]] for r in rows] == [s for s in report.TABLE_ORDER if s in summary]
     (cell,) = result["cells"]
     for row in rows:
         stage = by_label[row["stage"]]
-        for key, label in R.METRIC_LABELS.items():
-            m = re.fullmatch(r"\(?(-?[\d.]+) ± ([\d.]+)\)?", row[label])
+        for key in report.METRICS:
+            label = METRIC_NAMES[key]
+            m = re.fullmatch(r"\(?(-?[\d.]+)\)?", row[label])  # one seed: the mean, no spread
             assert m, row[label]
             assert float(m.group(1)) == pytest.approx(cell["stages"][stage][key], abs=0.005)
-            assert float(m.group(2)) == 0.0  # one seed
             assert row[label].startswith("(") == summary[stage]["collapsed"]
         assert row["status"] == ("ok" if not summary[stage]["collapsed"] else "collapsed on seed 0")
     targets = _md_rows((root / "out" / "robustness.md").read_text(), "| variant | target |")
@@ -84,7 +87,10 @@ def test_a_second_call_loads_the_record_and_retrains_nothing(bench):
     root, argv, first = bench
     (cell,) = first["cells"]
     stamps = {s: (root / cell["run_dir"] / s / "checkpoint.pt").stat().st_mtime_ns for s in cell["stages"]}
-    again = R.run(R.build_parser().parse_args([*argv, "--jobs", "1"]))
+    assert cli.main([*argv, "--jobs", "1"]) == 0
+    again = json.loads((root / "out" / "robustness.json").read_text())
     assert again["cells_run"] == 0 and again["cells_cached"] == 1
-    assert again["cells"] == first["cells"] and again["summary"] == first["summary"]
+    # as text: a one-seed std is NaN, and NaN != NaN
+    assert json.dumps(again["cells"]) == json.dumps(first["cells"])
+    assert json.dumps(again["summary"]) == json.dumps(first["summary"])
     assert {s: (root / cell["run_dir"] / s / "checkpoint.pt").stat().st_mtime_ns for s in cell["stages"]} == stamps

@@ -1,4 +1,4 @@
-"""`gsmoe bench --small`: the benchmark runs end to end and writes a complete record. No timing assertions."""
+"""`gsmoe bench speed --small`: the benchmark runs end to end and writes a complete record. No timing assertions."""
 
 import json
 import sys
@@ -7,11 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from gsmoe_lib import bench, cli
+from gsmoe_lib import cli
+from gsmoe_lib.bench import memory, scoring, speed, steps
+from gsmoe_lib.bench.meters import StepTimes
+from gsmoe_lib.bench.sizes import BenchSizes, ucf_test_lengths
 
 TRAINING = ("encoder", "tgs", "experts", "gate")
 SCORING = ("score_urdmu_per_crop", "score_urdmu_all_crops", "score_gsmoe", "score_gsmoe_mean")
-MEMORY = tuple(f"memory_{m}_{s}" for m in bench.MEMORY_MODES for s in bench.MEMORY_SETS)
+MEMORY = tuple(f"memory_{m}_{s}" for m in memory.MEMORY_MODES for s in memory.MEMORY_SETS)
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +23,7 @@ def record(tmp_path_factory):
     threads = torch.get_num_threads()
     out = tmp_path_factory.mktemp("bench") / "bench.json"
     try:
-        status = cli.main(["bench", "--small", "--steps", "2", "--warmup", "1", "--threads", "1", "--json", str(out)])
+        status = cli.main(["bench", "speed", "--small", "--steps", "2", "--warmup", "1", "--threads", "1", "--json", str(out)])
     finally:
         torch.set_num_threads(threads)
     assert status == 0
@@ -34,9 +37,9 @@ def test_json_has_every_measurement_with_positive_times(record):
         r = results[name]
         assert r["steps"] == 2
         assert 0 < r["step_s_min"] <= r["step_s_median"] and r["step_s"] > 0
-        assert r["videos_per_s"] == pytest.approx(r["samples_per_step"] / r["step_s"])
+        assert r["videos_per_s"] > 0 and r["samples_per_step"] > 0  # the arithmetic: test_step_record_of_...
         assert r["host_peak_mb"] > 0 and r["device_peak_mb"] is None  # CPU run: no device memory
-    small = bench.BenchSizes.small()
+    small = BenchSizes.small()
     assert results["experts"]["samples_per_step"] == small.n_experts * (
         small.expert_batch_normal + small.expert_batch_abnormal)
     for name in SCORING:
@@ -51,9 +54,17 @@ def test_json_has_every_measurement_with_positive_times(record):
     assert pseudo["tgs_batch"]["call_s"] > 0 and pseudo["fraction_of_tgs_step"] > 0
 
 
+def test_step_record_of_a_hand_timed_stage():
+    # two steps of 0.5 s and 1.5 s on 8 samples: mean 1 s, so 8 videos per second; CPU time is passed through
+    r = steps.step_record(StepTimes([0.5, 1.5], cpu=0.25), 8, torch.device("cpu"), n_experts=3)
+    assert (r["step_s"], r["step_s_median"], r["step_s_min"], r["steps"]) == (1.0, 1.0, 0.5, 2)
+    assert (r["videos_per_s"], r["step_cpu_s"], r["n_experts"]) == (8.0, 0.25, 3)
+    assert r["device_peak_mb"] is None and r["host_peak_mb"] > 0
+
+
 def test_memory_stage_measures_each_mode_in_its_own_process(record):
-    results, small = record["results"], bench.BenchSizes.small()
-    for mode in bench.MEMORY_MODES:
+    results, small = record["results"], BenchSizes.small()
+    for mode in memory.MEMORY_MODES:
         whole, longest = results[f"memory_{mode}_test_set"], results[f"memory_{mode}_longest_video"]
         assert (whole["videos"], whole["snippets"]) == (len(small.test_lengths), sum(small.test_lengths))
         assert (longest["videos"], longest["max_T"]) == (1, max(small.test_lengths))
@@ -69,13 +80,13 @@ def test_memory_stage_measures_each_mode_in_its_own_process(record):
 
 
 def test_memory_mapped_test_set_reads_one_video_at_a_time(tmp_path):
-    sizes = bench.BenchSizes.small()
-    ts = bench.TestSet.synthetic(sizes, torch.device("cpu"), torch.Generator().manual_seed(0), "mmap", tmp_path)
+    sizes = BenchSizes.small()
+    ts = scoring.TestSet.synthetic(sizes, torch.device("cpu"), torch.Generator().manual_seed(0), "mmap", tmp_path)
     assert ts.lengths == sizes.test_lengths and len(list(tmp_path.glob("*.npy"))) == len(sizes.test_lengths)
     x = ts.load(2)
     assert tuple(x.shape) == (sizes.crops, sizes.test_lengths[2], sizes.input_dim) and x.dtype == torch.float32
     assert not isinstance(x.numpy(), np.memmap) and x.numpy().flags.writeable  # a copy, the map is closed
-    again = bench.TestSet.open(tmp_path, videos=[2])
+    again = scoring.TestSet.open(tmp_path, videos=[2])
     assert again.lengths == (sizes.test_lengths[2],) and torch.equal(again.load(0), x)
     ts.close()
     assert tmp_path.exists()  # a folder the caller gave is the caller's to remove
@@ -84,9 +95,9 @@ def test_memory_mapped_test_set_reads_one_video_at_a_time(tmp_path):
 def test_interleaved_scoring_gives_the_sequential_scores():
     videos = [torch.randn(2, t, 3) for t in (5, 1, 7)]
     functions = {"a": lambda x: x.mean((0, 2)), "b": lambda x: x[0, :, 0] * 3}
-    timed = bench.score_interleaved(functions, videos)
+    timed = scoring.score_interleaved(functions, videos)
     for mode, fn in functions.items():
-        sequential, _ = bench.score_test_set(fn, videos, torch.device("cpu"))
+        sequential, _ = scoring.score_test_set(fn, videos, torch.device("cpu"))
         assert timed[mode]["total_s"] > 0 and timed[mode]["cpu_s"] >= 0
         for a, b in zip(timed[mode]["scores"], sequential):
             np.testing.assert_array_equal(a, b)
@@ -99,12 +110,12 @@ def test_record_names_machine_versions_and_settings(record):
     assert env["torch_threads"] == 1
     s = record["settings"]
     assert (s["device"], s["amp"], s["tf32"], s["small"], s["steps"], s["warmup"]) == ("cpu", "none", False, True, 2, 1)
-    assert s["stages"] == list(bench.STAGES)
+    assert s["stages"] == list(speed.STAGES)
     assert len(record["load_average_before"]) == 3 and len(record["load_average_after"]) == 3
 
 
 def test_ucf_test_lengths_are_the_real_test_set():
-    lengths = bench.ucf_test_lengths()
+    lengths = ucf_test_lengths()
     assert len(lengths) == 290
     assert sum(lengths) == 69364  # floor(frames / 16) summed over the annotation file
     assert lengths[:2] == (8640 // 16, 155 // 16)  # Arson022, RoadAccidents021: the file's first lines
@@ -113,7 +124,7 @@ def test_ucf_test_lengths_are_the_real_test_set():
 
 def test_scoring_keeps_order_and_lengths():
     videos = [torch.full((2, t, 3), float(i)) for i, t in enumerate((5, 1, 7))]  # [C, T, D], value = index
-    scores, seconds = bench.score_test_set(lambda x: x[0, :, 0] * 2, videos, torch.device("cpu"))
+    scores, seconds = scoring.score_test_set(lambda x: x[0, :, 0] * 2, videos, torch.device("cpu"))
     assert seconds >= 0
     assert [len(s) for s in scores] == [5, 1, 7]
     for i, s in enumerate(scores):
@@ -122,17 +133,17 @@ def test_scoring_keeps_order_and_lengths():
 
 def test_unknown_stage_and_bad_amp_are_clear_errors(capsys):
     with pytest.raises(ValueError, match="unknown benchmark stages"):
-        bench.run_benchmark(stages=("encoder", "decoder"), small=True)
+        speed.run_benchmark(stages=("encoder", "decoder"), small=True)
     with pytest.raises(ValueError, match="amp"):
-        bench.run_benchmark(amp="fp16", small=True)
-    assert cli.main(["bench", "--small", "--stages", "nope"]) == 2
+        speed.run_benchmark(amp="fp16", small=True)
+    assert cli.main(["bench", "speed", "--small", "--stages", "nope"]) == 2
     assert "unknown benchmark stages" in capsys.readouterr().err
     with pytest.raises(ValueError, match="unknown scoring modes"):
-        bench.run_benchmark(stages=("score",), small=True, score_modes=("gsmoe", "fastest"))
+        speed.run_benchmark(stages=("score",), small=True, score_modes=("gsmoe", "fastest"))
 
 
 def test_score_modes_pick_what_is_timed():
-    record = bench.run_benchmark(stages=("score",), small=True, steps=1, warmup=0, score_modes=("gsmoe_mean",))
+    record = speed.run_benchmark(stages=("score",), small=True, steps=1, warmup=0, score_modes=("gsmoe_mean",))
     assert set(record["results"]) == {"score_gsmoe_mean"}
     assert record["settings"]["score_modes"] == ["gsmoe_mean"]
 

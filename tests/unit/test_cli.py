@@ -23,7 +23,13 @@ def _required(words):
         ("train",): ["--run", "x"],
         ("score",): ["--run", "x", "f.npy"],
         ("reproduce",): [],
-        ("bench",): ["--small"],
+        ("bench", "speed"): ["--small"],
+        ("bench", "precision"): [],
+        ("bench", "robustness"): ["--list"],
+        ("bench", "scoring-options"): [],
+        ("bench", "moe-options"): [],
+        ("bench", "encoder-schedule"): ["data"],
+        ("bench", "paper-pipeline"): ["--small"],
         ("sweep",): ["spec.yaml"],
     }[tuple(words)]
 

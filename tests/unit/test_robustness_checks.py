@@ -1,4 +1,5 @@
-"""The robustness benchmark's variants and target checks (`gsmoe_lib.robustness`), without training."""
+"""The robustness benchmark's variants (`bench.robustness`) and target checks (`bench.robustness_report`), without
+training."""
 
 import json
 from pathlib import Path
@@ -6,7 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gsmoe_lib import robustness as R
+from gsmoe_lib import cli
+from gsmoe_lib.bench import robustness as R
+from gsmoe_lib.bench import robustness_report as report
 from gsmoe_lib.data import synthetic as S
 
 
@@ -111,7 +114,7 @@ def _by_target(checks):
 
 
 def test_targets_met_on_a_good_variant():
-    checks = _by_target(R.check_targets(R.VARIANTS["ucf-half-saliency"], _summary(GOOD)))
+    checks = _by_target(report.check_targets(R.VARIANTS["ucf-half-saliency"], _summary(GOOD)))
     assert checks["no stage collapsed"]["passed"] is True
     assert checks["gate ≥ TGS ≥ baseline ≥ Sultani MIL on AUC_A"]["passed"] is True
     assert len(checks) == 2  # a UCF variant that is not the default: only these two
@@ -119,55 +122,62 @@ def test_targets_met_on_a_good_variant():
 
 def test_planted_violations_are_flagged():
     # the gate below TGS
-    checks = _by_target(R.check_targets(R.VARIANTS["ucf-10-crops"], _summary({**GOOD, "gate": 71.0})))
+    checks = _by_target(report.check_targets(R.VARIANTS["ucf-10-crops"], _summary({**GOOD, "gate": 71.0})))
     assert checks["gate ≥ TGS ≥ baseline ≥ Sultani MIL on AUC_A"]["passed"] is False
     assert "gate 71.00 ≥ TGS 72.00" in checks["gate ≥ TGS ≥ baseline ≥ Sultani MIL on AUC_A"]["detail"]
     # the baseline below the Sultani MIL reference
-    checks = _by_target(R.check_targets(R.VARIANTS["ucf-10-crops"], _summary({**GOOD, "sultani": 70.5})))
+    checks = _by_target(report.check_targets(R.VARIANTS["ucf-10-crops"], _summary({**GOOD, "sultani": 70.5})))
     assert checks["gate ≥ TGS ≥ baseline ≥ Sultani MIL on AUC_A"]["passed"] is False
     # a stage collapsed on one seed
-    checks = _by_target(R.check_targets(R.VARIANTS["ucf-10-crops"], _summary(GOOD, collapsed={"experts": [1]})))
+    checks = _by_target(report.check_targets(R.VARIANTS["ucf-10-crops"], _summary(GOOD, collapsed={"experts": [1]})))
     assert checks["no stage collapsed"]["passed"] is False
     assert "+ experts: seed 1" in checks["no stage collapsed"]["detail"]
 
 
 def test_xd_checks_ap_a_and_the_ucf_default_checks_auc_and_the_gate_std():
     ap_bad = {"sultani": 10.0, "encoder": 50.0, "tgs": 55.0, "experts": 40.0, "gate": 54.0}
-    xd = _by_target(R.check_targets(R.VARIANTS["xd"], _summary(GOOD, ap_bad, seeds=range(5))))
+    xd = _by_target(report.check_targets(R.VARIANTS["xd"], _summary(GOOD, ap_bad, seeds=range(5))))
     assert xd["gate ≥ TGS ≥ baseline on AP_A"]["passed"] is False
     assert xd["gate ≥ TGS ≥ baseline ≥ Sultani MIL on AUC_A"]["passed"] is True
-    ucf = _by_target(R.check_targets(R.VARIANTS["ucf"], _summary(GOOD, seeds=range(5))))
+    ucf = _by_target(report.check_targets(R.VARIANTS["ucf"], _summary(GOOD, seeds=range(5))))
     assert ucf["gate ≥ TGS ≥ baseline ≥ Sultani MIL on AUC"]["passed"] is True
     assert ucf["gate AUC std ≤ 1.5"]["passed"] is True
     s = _summary(GOOD, seeds=range(5))
     s["stages"]["gate"]["auc"]["std"] = 2.0
-    assert _by_target(R.check_targets(R.VARIANTS["ucf"], s))["gate AUC std ≤ 1.5"]["passed"] is False
+    assert _by_target(report.check_targets(R.VARIANTS["ucf"], s))["gate AUC std ≤ 1.5"]["passed"] is False
 
 
 def test_missing_seeds_make_a_check_incomplete_and_a_missing_stage_is_named():
-    checks = R.check_targets(R.VARIANTS["ucf"], _summary(GOOD, seeds=(0, 1)))  # 2 of 5 seeds
+    checks = report.check_targets(R.VARIANTS["ucf"], _summary(GOOD, seeds=(0, 1)))  # 2 of 5 seeds
     assert all(c["passed"] is None and "incomplete: 2 of 5 seeds" in c["detail"] for c in checks)
     no_sultani = {k: v for k, v in GOOD.items() if k != "sultani"}
-    chain = _by_target(R.check_targets(R.VARIANTS["ucf-reseed"], _summary(no_sultani)))[
+    chain = _by_target(report.check_targets(R.VARIANTS["ucf-reseed"], _summary(no_sultani)))[
         "gate ≥ TGS ≥ baseline ≥ Sultani MIL on AUC_A"]
     assert chain["passed"] is True and "Sultani MIL (reference) not run" in chain["detail"]
 
 
 def test_summary_marks_a_stage_collapsed_on_any_seed_and_averages_the_seeds():
     def cell(seed, gate_auc, collapsed):
-        rec = {k: gate_auc + i for i, k in enumerate(R.METRICS)}
+        rec = {k: gate_auc + i for i, k in enumerate(report.METRICS)}
         rec.update(seconds=1.0, score_std=1e-5 if collapsed else 0.2, kernel_fraction=0.9, collapsed=collapsed,
                    collapse_reasons=["test-score std 1.0e-05 < 0.001"] if collapsed else [])
         return {"variant": "ucf", "seed": seed, "stages": {"gate": rec}}
 
-    s = R.summarise([cell(0, 70.0, False), cell(1, 74.0, True)], ("gate",))["ucf"]
+    s = report.summarise([cell(0, 70.0, False), cell(1, 74.0, True)], ("gate",))["ucf"]
     g = s["stages"]["gate"]
     assert g["auc"]["mean"] == pytest.approx(72.0) and g["auc"]["std"] == pytest.approx(np.std([70, 74], ddof=1))
     assert g["collapsed"] and g["collapsed_seeds"] == [1] and g["score_std_min"] == 1e-5
-    row = R.table_rows({"ucf": s})[0]
+    row = report.table_rows({"ucf": s})[0]
     assert row["AUC"] == "(72.00 ± 2.83)" and row["status"] == "collapsed on seed 1"
 
 
-def test_unknown_variant_is_refused(tmp_path):
-    with pytest.raises(SystemExit, match="unknown variant"):
-        R.run(R.build_parser().parse_args(["--variants", "ucf,nope", "--work", str(tmp_path), "--list"]))
+def test_unknown_variant_is_refused(tmp_path, capsys):
+    assert cli.main(["bench", "robustness", "--variants", "ucf,nope", "--work", str(tmp_path), "--list"]) == 2
+    assert capsys.readouterr().err.startswith("gsmoe bench robustness: error: unknown variant(s) nope; known: ucf,")
+
+
+def test_list_prints_every_variant_and_runs_nothing(tmp_path, capsys):
+    assert cli.main(["bench", "robustness", "--profile", "tiny", "--work", str(tmp_path), "--list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == list(R.VARIANTS)
+    assert "5 seeds, 0 cached" in lines[0] and not (tmp_path / "runs").exists()
