@@ -28,13 +28,10 @@ A check over fewer seeds than the variant asks for is reported as incomplete (pa
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from gsmoe_lib import runs
 from gsmoe_lib.reporting import METRIC_NAMES, REPORTED_METRICS, mean_std, points
-
-if TYPE_CHECKING:
-    from gsmoe_lib.bench.robustness import Variant
 
 METRICS = REPORTED_METRICS  # the paper's four, in percent in the cells
 STAGE_LABELS = {"sultani": "Sultani MIL (reference)", "encoder": "UR-DMU baseline", "tgs": "+ TGS",
@@ -43,6 +40,14 @@ SHORT_NAMES = {"sultani": "Sultani MIL", "encoder": "baseline", "tgs": "TGS", "e
 TABLE_ORDER = ("sultani", "encoder", "tgs", "experts", "gate")
 GATE_AUC_STD_MAX = 1.5     # the UCF target: gate AUC std ≤ 1.5 points
 MIN_KERNEL_FRACTION = 0.5  # "no kernel on most abnormal training samples" (issue 12)
+
+
+class TargetsOf(Protocol):
+    """What the targets read of a variant (`robustness.Variant`): its seeds, its dataset, whether a default."""
+
+    seeds: int
+    dataset: str
+    default: bool
 
 
 def stage_record(run_dir: Path, stage: str, measured: dict[str, Any],
@@ -105,7 +110,7 @@ def _chain(vsum: dict[str, Any], chain: tuple[str, ...], metric: str) -> tuple[b
     return ok, text, missing
 
 
-def check_targets(variant: Variant, vsum: dict[str, Any]) -> list[dict[str, Any]]:
+def check_targets(variant: TargetsOf, vsum: dict[str, Any]) -> list[dict[str, Any]]:
     """The issue's targets on one variant's summary: [{target, passed (True/False/None), detail}].
 
     passed is None when the variant has fewer seeds than it asks for (incomplete) or a stage is missing.
