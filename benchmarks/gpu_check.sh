@@ -10,14 +10,14 @@
 # $WORK (default /tmp/gsmoe-gpu-check; the memory stage's memory-mapped test set, 2.8 GB, lives in /tmp).
 #
 # What it measures, in order of priority (each step is cut at its own limit and at what is left of BUDGET):
-#   1. smoke       gsmoe bench --small on the device: a broken install fails here in seconds
+#   1. smoke       gsmoe bench speed --small on the device: a broken install fails here in seconds
 #   2. bench_fp32  UR-DMU training step (20 steps after 5 warm-up), test-set scoring (UR-DMU all crops, GS-MoE
 #                  crops "each" and "mean"; features in pinned host memory, as session 1) with the peak device
 #                  memory of each mode, and the memory stage: peak host RSS and device memory of scoring the
 #                  memory-mapped test set and its longest video (6,749 snippets), one fresh process each
 #   3. bench_tf32  the same step and scoring with TF32 matrix products
 #   4. bench_bf16  the UR-DMU step in bf16 autocast (target <= 11 ms)
-#   5. pipeline    benchmarks/paper_pipeline.py: the four stages at paper-scale training settings (3000 encoder
+#   5. pipeline    gsmoe bench paper-pipeline: the four stages at paper-scale training settings (3000 encoder
 #                  iterations, 1000 each for TGS, experts, gate, batches 64 + 64) on the `quick` synthetic data
 #                  (the `full` set is about 35 GB: too long to write in a lease), TF32; target < 180 s
 # Files: gpu_check.log (everything printed), bench_fp32.json, bench_tf32.json, bench_bf16.json, pipeline.json.
@@ -75,14 +75,14 @@ sys.exit(0 if torch.cuda.is_available() or sys.argv[1] == "cpu" else 1)' "$DEVIC
     exit 1
 fi
 
-BENCH=("$PY" -m gsmoe_lib.bench --device "$DEVICE" "${SIZE[@]}")
+BENCH=("$PY" -m gsmoe_lib bench speed --device "$DEVICE" "${SIZE[@]}")  # `gsmoe bench speed` without the install
 step smoke 90 "${BENCH[@]}" --small --stages encoder,score --steps 1 --warmup 1 --score-modes urdmu_all_crops,gsmoe
 step bench_fp32 150 "${BENCH[@]}" "${STEPS[@]}" --stages encoder,score,memory \
     --score-modes urdmu_all_crops,gsmoe,gsmoe_mean --json "$OUT/bench_fp32.json"
 step bench_tf32 60 "${BENCH[@]}" "${STEPS[@]}" --tf32 --stages encoder,score \
     --score-modes urdmu_all_crops,gsmoe,gsmoe_mean --json "$OUT/bench_tf32.json"
 step bench_bf16 40 "${BENCH[@]}" "${STEPS[@]}" --amp bf16 --stages encoder --json "$OUT/bench_bf16.json"
-step pipeline 300 "$PY" benchmarks/paper_pipeline.py "${PIPELINE[@]}" --work "$WORK/pipeline" \
+step pipeline 300 "$PY" -m gsmoe_lib bench paper-pipeline "${PIPELINE[@]}" --work "$WORK/pipeline" \
     --json "$OUT/pipeline.json"
 
 # The headline figures, one line each, from the JSON files.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The robustness benchmark of issue 12 (python -m gsmoe_lib.robustness) on a lent GPU machine: every variant
+# The robustness benchmark of issue 12 (gsmoe bench robustness) on a lent GPU machine: every variant
 # of the synthetic generator × its seeds, quick profile, JOBS cells at once on the one GPU, each worker with
 # (cores / JOBS) CPU threads. Like gpu_check.sh it installs nothing: the repository runs in place with the
 # machine's own python3 / torch (scipy, scikit-learn, tqdm are in its image).
@@ -24,7 +24,7 @@ if ! "$PY" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1
     exit 1
 fi
 echo "== robustness: $JOBS jobs x $THREADS threads, limit $LIMIT s, work $WORK"
-timeout -k 10 "$LIMIT" "$PY" -m gsmoe_lib.robustness --device cuda --jobs "$JOBS" --threads "$THREADS" \
+timeout -k 10 "$LIMIT" "$PY" -m gsmoe_lib bench robustness --device cuda --jobs "$JOBS" --threads "$THREADS" \
     --work "$WORK" --out "$OUT" "$@" 2>&1 | tee "$OUT/robustness.log"
 echo "== robustness: exit ${PIPESTATUS[0]}"
 ls -l "$OUT"
