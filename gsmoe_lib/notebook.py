@@ -5,14 +5,16 @@ Conventions (see notebooks/README.md):
 - The second code cell calls `P = validate_parameters(globals())`: papermill only *warns* about a parameter
   the notebook does not declare, so this is where a typo (`seed=3` for `seeds=3`) or a wrong type becomes an
   error. It reads the parameters cell and papermill's injected cell from IPython's input history (`In`).
+- The first step of every notebook that trains or loads stages is `cfgs, data = setup(P)`: one config per
+  seed (`config(P, seed)`) and the data loaded once, instead of the same lines copied into each notebook.
 - Results leave a notebook as files: `write_result(run_dir, name, obj)` writes RUN/results/<name>.json, which
   `gsmoe reproduce` merges into results.json / results.md; figures go through `figures.save_figure`.
 - Paths are the project's, not the kernel's: JupyterLab starts a kernel in notebooks/, papermill in the
   folder it is given, a user anywhere. `validate_parameters` makes every path parameter (`PATH_PARAMETERS`)
   that is relative absolute against `project_root()`, so `run_dir="runs/reproduce"` (the default: the run
   `gsmoe reproduce` / `make reproduce` writes) and `data_root=""` (the profile's synthetic data,
-  `training.config.default_data_root`) name the same folders from every working directory. One default run folder
-  for batch and interactive use: a notebook opened after `make reproduce` loads its finished stages.
+  `training.config.default_data_root`) name the same folders from every working directory. One default run
+  folder for batch and interactive use: a notebook opened after `make reproduce` loads its finished stages.
 """
 
 from __future__ import annotations
