@@ -20,8 +20,8 @@ All writes go to a temporary name in the same folder and are renamed into place,
 write never leaves a truncated file under the final name, and nothing already written is lost.
 
 **A finished stage is never overwritten.** A stage's identity is the hash of its config (`config_hash`),
-which train.py builds from a normalised config: the dataset resolved, every path absolute, so the same run
-asked for from the command line, from `gsmoe reproduce` or from a notebook hashes the same. Asking a run
+which `training.config.stage_config` builds normalised: the dataset resolved, every path absolute, so the
+same run asked for from the command line, from `gsmoe reproduce` or from a notebook hashes the same. Asking a run
 folder for a stage that finished with *another* config is an error (`StageConflict`) that names the keys
 that differ and how to go on; nothing in the folder is touched. Decision (the alternative, a folder per
 config, would make the notebooks' default run folder silently grow a second pipeline): to get the new

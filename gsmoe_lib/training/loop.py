@@ -111,6 +111,13 @@ def fit(
     return history
 
 
+def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
+    """Gradients of `loss` (the old ones dropped, not zeroed: no memset) and one optimiser step."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
 def tgs_update(scores: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor | None,
                first_epoch: bool | torch.Tensor, settings: TGSTrainingConfig, k: int,
                optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
@@ -129,9 +136,7 @@ def tgs_update(scores: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor
         pseudo = pseudo_labels(scores, settings.tgs)  # detached
     loss, parts = tgs_loss(scores, labels, pseudo, k, smooth_weight=settings.smooth_weight,
                            sparse_weight=settings.sparse_weight, topk_only=first_epoch)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
+    optimizer_step(loss, optimizer)
     return parts
 
 
@@ -145,9 +150,7 @@ def urdmu_update(model: URDMU, x: torch.Tensor, labels: torch.Tensor, k: int, op
     with autocast(x.device.type, amp):
         out = model(x, training_extras=True)
         loss, parts = urdmu_loss(out, labels, k)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
+    optimizer_step(loss, optimizer)
     return {**parts, "total": loss.detach()}
 
 

@@ -61,6 +61,7 @@ from gsmoe_lib.losses import sultani_ranking_loss
 from gsmoe_lib.models.sultani import SultaniMLP
 from gsmoe_lib.training.config import PipelineConfig, SultaniConfig, dataset_name, stage_config
 from gsmoe_lib.training.data import Data, open_splits
+from gsmoe_lib.training.loop import optimizer_step
 from gsmoe_lib.training.stages import StageResult, Trained, Training, evaluate, load_or_train, stage_generator
 
 STAGE = "sultani"
@@ -137,9 +138,7 @@ def train_sultani(cfg: PipelineConfig, data: Data | None, run_dir: str | Path, p
             with autocast(device, cfg.amp):
                 scores = model(features[idx]).float()  # [B, S]
             loss, parts = sultani_ranking_loss(scores, labels[idx], sc.smooth_weight, sc.sparse_weight)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            optimizer_step(loss, optimizer)
             return parts
 
         def finish(history: list[dict[str, float]]) -> Trained:

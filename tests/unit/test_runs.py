@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -61,3 +62,36 @@ def test_seed_everything_repeats():
     a = torch.rand(4)
     runs.seed_everything(3)
     assert torch.equal(a, torch.rand(4))
+
+
+def test_run_folder_knows_its_seeds_stages_and_upstream_chain(tmp_path):
+    run = runs.Run(tmp_path / "run")
+    seed = run.seed(1)
+    assert seed.path == tmp_path / "run" / "seed-1"
+    with pytest.raises(FileNotFoundError, match="seed-0"):
+        run.training(0)  # nothing trained yet
+
+    def finish(name: str, config: dict) -> runs.StageDir:
+        stage = seed.stage(name)
+        stage.start(config, seed=1)
+        stage.write_results({"w": torch.ones(2)}, name, [{"iteration": 10, "total": 0.5}],
+                            {"scores": {"v0": np.arange(3.0)}})
+        stage.finish(config, {"auc": 0.5})
+        return stage
+
+    tgs = finish("tgs", {"stage": "tgs", "upstream": None})
+    finish("experts", {"stage": "experts", "upstream": runs.config_hash({"stage": "other"})})
+    experts_k2 = finish("experts-k2", {"stage": "experts-k2", "upstream": tgs.finished_hash()})
+    finish("gate-k2", {"stage": "gate-k2", "upstream": experts_k2.finished_hash()})
+    assert run.seeds() == [1] and run.training(1).path == seed.path and seed.training().path == seed.path
+    # the gate's experts are found by hash, not by folder name; a stage of another upstream is refused
+    assert seed.upstream("gate-k2", "experts").stage == "experts-k2"
+    assert seed.upstream("experts-k2", "tgs").stage == "tgs"
+    with pytest.raises(ValueError, match="no finished tgs stage"):
+        seed.upstream("experts", "tgs")
+    with pytest.raises(FileNotFoundError, match="gate"):
+        seed.upstream("gate", "experts")
+    assert seed.history("gate-k2") == [{"iteration": 10, "total": 0.5}]
+    assert seed.metrics("tgs") == {"auc": 0.5} and seed.config("tgs")["stage"] == "tgs"
+    np.testing.assert_array_equal(seed.scores("tgs")["v0"], np.arange(3.0))
+    assert seed.stage("tgs").load_checkpoint("tgs")["w"].tolist() == [1.0, 1.0]

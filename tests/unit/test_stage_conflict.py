@@ -87,3 +87,30 @@ def test_config_for_passes_the_list_files_and_defaults_to_the_project_data():
     cfg = config.config_for("tiny", "", "", 0, "cpu", train_list="/l/t.list", test_list="", annotations="/l/a.txt")
     assert (cfg.data.train_list, cfg.data.test_list, cfg.data.annotations) == ("/l/t.list", None, "/l/a.txt")
     assert Path(cfg.data.data_root) == PROJECT_ROOT / "data" / "synthetic-tiny"
+
+
+def test_the_default_data_of_xd_violence_is_the_xd_folder_everywhere(monkeypatch):
+    """One resolver: `gsmoe train --dataset xd-violence` without --data-root reads what `gsmoe reproduce` builds."""
+    from gsmoe_lib import reproduce
+    from gsmoe_lib.paths import PROJECT_ROOT
+    from gsmoe_lib.training import command
+
+    xd = PROJECT_ROOT / "data" / "synthetic-quick-xd"
+    assert Path(config.default_data_root("quick", "xd-violence")) == xd
+    assert Path(config.default_data_root("paper", "ucf-crime")) == PROJECT_ROOT / "data" / "synthetic-quick"
+    assert Path(config.config_for("tiny", dataset="xd-violence").data.data_root) == PROJECT_ROOT / "data" / "synthetic-tiny-xd"
+    with pytest.raises(ValueError, match="dataset"):
+        config.default_data_root("quick", "shanghaitech")
+
+    built = []
+    monkeypatch.setattr("gsmoe_lib.data.synthetic.synthesize", lambda root, **kw: built.append((root, kw)))
+    assert reproduce.default_data("quick", "xd-violence") == xd and built[0][1]["dataset"] == "xd-violence"
+
+    asked = []  # the CLI: the config run_pipeline receives
+    monkeypatch.setattr(command, "run_pipeline", lambda cfg, run, stages: asked.append(cfg) or {})
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    assert command.run(parser.parse_args(["--run", "r", "--dataset", "xd-violence"])) == 0
+    assert Path(asked[0].data.data_root) == xd and asked[0].data.dataset == "xd-violence"
