@@ -1,4 +1,4 @@
-"""The experts learn their own class through the stage's own code path (`train.train_experts`), on planted data.
+"""The experts learn their own class through the stage's own code path (`training.moe_stages.train_experts`), on planted data.
 
 Planted task-aware features (the encoder is a stub that passes its input through as the features): class c's
 anomalies move the features along their own axis e_c, normal videos are noise. The teacher's scores mark every
@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 import torch
 
-from gsmoe_lib import diagnostics, runs, train
+from gsmoe_lib import diagnostics, runs
+from gsmoe_lib.training import config, moe_stages
+from gsmoe_lib.training.data import Data
 from gsmoe_lib.data.batching import TrainSet
 
 CLASSES = ("Alpha", "Beta", "Gamma")
@@ -92,12 +94,12 @@ def test_each_expert_ranks_its_own_class_highest(tmp_path):
     features = torch.from_numpy(np.stack(feats))  # [N, S, D]
     train_set = TrainSet(features, torch.tensor(labels), torch.from_numpy(np.stack(classes)), torch.arange(n),
                          CLASSES, [f"t{i}" for i in range(n)], "independent")
-    data = train.Data(train_set, Split(rng), "ucf-crime")
-    cfg = train.make_config("tiny", {"experts": {"iterations": 150, "warmup_iterations": 10, "d_model": 16,
+    data = Data(train_set, Split(rng), "ucf-crime")
+    cfg = config.make_config("tiny", {"experts": {"iterations": 150, "warmup_iterations": 10, "d_model": 16,
                                                  "batch_normal": 6, "batch_abnormal": 6, "dropout": 0.0,
                                                  "lr": 3e-3, "checkpoint_every": 0}})
     cache = (features, torch.from_numpy(np.stack(teacher)).float())  # (features [N, S, F], teacher scores [N, S])
-    res = train.train_experts(cfg, data, PassThrough(), tmp_path, "planted", progress=False, cache=cache)
+    res = moe_stages.train_experts(cfg, data, PassThrough(), tmp_path, "planted", progress=False, cache=cache)
 
     names = res.metrics["expert_names"]
     assert names == list(CLASSES)

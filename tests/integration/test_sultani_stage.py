@@ -1,4 +1,4 @@
-"""The Sultani MIL reference stage (gsmoe_lib/sultani.py) on the planted tiny synthetic data, through run_pipeline."""
+"""The Sultani MIL reference stage (gsmoe_lib/training/sultani.py) on the planted tiny synthetic data, through run_pipeline."""
 
 from __future__ import annotations
 
@@ -48,7 +48,11 @@ def test_finished_stage_is_loaded_and_a_changed_config_is_not(finished):
     again = pipeline.run_pipeline(cfg, run_dir, stages=("sultani",), progress=False)["sultani"]
     assert again.skipped and again.metrics == results["sultani"].metrics
     stage = runs.StageDir(run_dir, "sultani")
-    assert stage.is_done(config.stage_config(cfg, "sultani", None))
+
+    def stage_config(c):
+        return config.stage_config(c, "sultani", None)
+
+    assert stage.is_done(stage_config(cfg))
     assert not stage.is_done(stage_config(replace(cfg, sultani=replace(cfg.sultani, lr=0.01))))
     assert not stage.is_done(stage_config(replace(cfg, seed=1)))
     # the other stages' pooling is not the Sultani stage's business

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from gsmoe_lib import runs
+from gsmoe_lib.data.synthetic import synthesize
 from gsmoe_lib.training import config, pipeline, stages
 from gsmoe_lib.training.data import load_data
-from gsmoe_lib.data.synthetic import synthesize
 
 
 @pytest.fixture(scope="module")

@@ -3,19 +3,21 @@
 import numpy as np
 import pytest
 
-from gsmoe_lib import train
+from gsmoe_lib import runs
 from gsmoe_lib.data.lists import XD_CLASSES
 from gsmoe_lib.data.synthetic import synthesize
 from gsmoe_lib.inference import GSMoE
+from gsmoe_lib.training import config, pipeline
+from gsmoe_lib.training.data import load_data
 
 
 @pytest.fixture(scope="module")
 def xd_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("xd")
     data_root = synthesize(root / "data", profile="tiny", seed=0, dataset="xd-violence", feature_dim=128)
-    cfg = train.config_for("tiny", str(data_root))
-    data = train.load_data(cfg.data, progress=False)
-    results = train.run_pipeline(cfg, root / "run", progress=False, data=data)
+    cfg = config.config_for("tiny", str(data_root))
+    data = load_data(cfg.data, progress=False)
+    results = pipeline.run_pipeline(cfg, root / "run", progress=False, data=data)
     return root / "run", data, results
 
 
@@ -27,7 +29,7 @@ def test_all_four_stages_finish_with_metrics(xd_run):
         assert (run / name / "DONE").is_file(), name
         for key in ("auc", "auc_abnormal", "ap", "ap_abnormal"):
             assert 0.0 <= res.metrics[key] <= 1.0, (name, key)
-        scores = train.load_scores(run / name / "test_scores.npz")
+        scores = runs.load_scores(run / name / "test_scores.npz")
         assert list(scores) == [v.name for v in data.test.videos]
 
 

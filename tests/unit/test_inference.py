@@ -7,7 +7,8 @@ import shutil
 import numpy as np
 import pytest
 
-from gsmoe_lib import runs, train
+from gsmoe_lib import runs
+
 from gsmoe_lib.cli import main
 from gsmoe_lib.data.layouts import open_dataset
 from gsmoe_lib.inference import GSMoE, to_crops_first
@@ -25,7 +26,7 @@ def test_split(tiny_data):
 
 def test_scores_match_the_gate_stage(detector, test_split, tiny_run):
     gate = tiny_run / "seed-0" / "gate"
-    final, per_expert = train.load_scores(gate / "test_scores.npz"), train.load_scores(gate / "test_expert_scores.npz")
+    final, per_expert = runs.load_scores(gate / "test_scores.npz"), runs.load_scores(gate / "test_expert_scores.npz")
     names = runs.read_json(tiny_run / "seed-0" / "experts" / "metrics.json")["expert_names"]
     assert detector.expert_names == names
     for i in (0, len(test_split.videos) - 1):
