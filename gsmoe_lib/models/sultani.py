@@ -14,7 +14,7 @@ loss's smoothness term (`losses.sultani_ranking_loss`) is the only thing tying n
 Sources, checked against the public code (WaqasSultani/AnomalyDetectionCVPR2018,
 TrainingAnomalyDetector_public.py, Keras): Dense(512, relu) -> Dropout(0.6) -> Dense(32) -> Dropout(0.6)
 -> Dense(1, sigmoid), every weight initialised `glorot_normal` (here `xavier_normal_`, biases 0) and
-L2-regularised with 0.001 (here the optimiser's weight decay, see `gsmoe_lib.sultani`). The PyTorch ports
+L2-regularised with 0.001 (here the optimiser's weight decay, see `gsmoe_lib.training.sultani`). The PyTorch ports
 (ekosman/AnomalyDetectionCVPR2018-Pytorch, seominseok0429/Real-world-Anomaly-Detection-in-Surveillance-
 Videos-pytorch) compute the same forward pass.
 
