@@ -306,7 +306,7 @@ def collapse_over_seeds(per_seed: Sequence[Mapping[str, Mapping[str, Any]]]) -> 
     return out
 
 
-OPTION_LABELS = {  # benchmarks/moe_options.py's groups and variants
+OPTION_LABELS = {  # `gsmoe bench moe-options`' groups and variants (bench/moe_options.py)
     "D0": "defaults (frozen-teacher pseudo-labels)",
     "neg": "extension: other classes as experts' negatives",
     "fd": "extension: gate feature dropout",
@@ -321,7 +321,7 @@ OPTION_LABELS = {  # benchmarks/moe_options.py's groups and variants
 
 
 def options_table(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """Mean ± std over seeds of `benchmarks/moe_options.py` records: one row per (dataset, option, stage).
+    """Mean ± std over seeds of `gsmoe bench moe-options` records: one row per (dataset, option, stage).
 
     records: the list in its gpu_exp.json, each {"ds", "seed", "group", <option>: {stage: metrics, "diag": ...}}.
     Columns (percent, or AUC points for the diagnostics): AUC, AUC_A, AP, AP_A, the test-score std, and for the
