@@ -321,7 +321,7 @@ def results_markdown(results: Mapping[str, Any]) -> str:
     ablation = results.get("ablation")
     if isinstance(ablation, Mapping):
         rows = [(*_ABLATION_LABELS[k], ablation[k]) for k in ABLATION_ROWS if k in ablation]
-        if isinstance(results.get("sultani"), Mapping):  # the floor every stage must clear (gsmoe_lib/sultani.py)
+        if isinstance(results.get("sultani"), Mapping):  # the floor every stage must clear (gsmoe_lib/training/sultani.py)
             rows.insert(0, ("Sultani MIL (reference, raw features)", "sultani", results["sultani"]))
         out += ["## Table 2: component ablation\n", comparison_table(rows, ds)]
     table3 = results.get("table3")

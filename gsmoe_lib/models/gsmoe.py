@@ -8,7 +8,7 @@ Crops (the paper is silent on how its experts and gate meet the 10 crops; `crops
   encoder alone (benchmarks/README.md, "where the time goes").
 - "mean": the encoder scores every crop and averages its task-aware features over crops; the experts and
   the gate run once per video on that average. About 1.2x the encoder alone; the scores differ from "each"
-  (the experts are non-linear). `gsmoe bench` times both, benchmarks/README.md reports the metric effect.
+  (the experts are non-linear). `gsmoe bench speed` times both, benchmarks/README.md reports the metric effect.
 
 At test time every expert runs on every video (a soft mixture): the experts are one batched module, so
 the cost of E experts is one forward pass, not E.

@@ -152,7 +152,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     "quick": {  # sized so that `make reproduce` (every notebook, 1 seed) fits 15 minutes on a 2-core CPU
         "data": {"n_segments": 64},
         # lr 1e-3: at UR-DMU's 1e-4, 100 steps leave the encoder below Sultani's MIL MLP on both datasets
-        # (benchmarks/encoder_schedule.py, benchmarks/sultani-floor.md).
+        # (`gsmoe bench encoder-schedule`, benchmarks/sultani-floor.md).
         "encoder": {"iterations": 100, "lr": 1e-3, "batch_normal": 16, "batch_abnormal": 16, "checkpoint_every": 50},
         "tgs": {"iterations": 50, "batch_normal": 16, "batch_abnormal": 16, "checkpoint_every": 25},
         # The experts and the gate train on cached task-aware features (no encoder pass per step); at these

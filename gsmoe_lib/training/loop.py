@@ -8,7 +8,7 @@ numbers as an uninterrupted one. Why fast-forward rather than save the sampler: 
 seeded per stage, and its state is exactly its position in the stream.
 
 The update steps are the two objectives: `urdmu_update` (UR-DMU's MIL objective, the encoder stage) and
-`tgs_update` (L_TGS, Eq. 6, for every stage after it). `gsmoe bench` times these same functions.
+`tgs_update` (L_TGS, Eq. 6, for every stage after it). `gsmoe bench speed` times these same functions.
 
 `frozen_forward` runs a frozen module (the encoder over the training set, the experts over cached features)
 in evaluation mode, a chunk of samples at a time, so a stage's inputs are computed once instead of per step.
@@ -142,7 +142,7 @@ def tgs_update(scores: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor
 
 def urdmu_update(model: URDMU, x: torch.Tensor, labels: torch.Tensor, k: int, optimizer: torch.optim.Optimizer,
                  amp: str = "none") -> dict[str, torch.Tensor]:
-    """One UR-DMU MIL step (the encoder stage, and `gsmoe bench`'s encoder step); returns the loss parts.
+    """One UR-DMU MIL step (the encoder stage, and `gsmoe bench speed`'s encoder step); returns the loss parts.
 
     x [B, (C,) S, D] with the normal half of the batch first, labels [B]. Forward and loss under `amp`'s
     autocast, backward and the optimiser step outside it.

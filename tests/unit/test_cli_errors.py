@@ -56,7 +56,8 @@ def test_train_refuses_to_overwrite_a_finished_stage_naming_the_key(tiny_run, ti
 def test_a_subcommand_imports_only_its_own_module():
     code = ("import sys; from gsmoe_lib.cli import build_parser; "
             "build_parser(['data', 'check', '--data-root', 'x']); "
-            "print(sorted(m for m in ('torch', 'gsmoe_lib.train', 'gsmoe_lib.inference') if m in sys.modules))")
+            "print(sorted(m for m in ('torch', 'gsmoe_lib.training.command', 'gsmoe_lib.training.stages', "
+            "'gsmoe_lib.inference') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=ENV)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
 
