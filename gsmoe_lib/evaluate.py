@@ -23,6 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from gsmoe_lib.data.ground_truth import SNIPPET_FRAMES
+from gsmoe_lib.host_memory import release_freed_memory
 from gsmoe_lib.metrics import classwise_auc, evaluate_scores
 
 
@@ -70,6 +71,7 @@ def score_dataset(
     device: str | torch.device = "cpu",
     progress: bool = True,
     return_extra: bool = False,
+    release_memory: bool = True,
 ) -> dict[str, np.ndarray] | tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Score every video of `dataset`, one at a time: name -> float32 scores [T], in the dataset's order.
 
@@ -78,6 +80,9 @@ def score_dataset(
     previous mode is restored afterwards.
     return_extra: also collect each video's second output of score_fn, a tensor [1, T, ...] (for
     instance each expert's scores [1, T, E]); returns (scores, extras) with extras name -> float32 [T, ...].
+    release_memory: hand the host memory a video freed back to the system before the next one
+    (`host_memory.release_freed_memory`): without it the allocator's kept blocks grow over a test set of
+    mixed lengths (GS-MoE on the UCF-sized set: 2.1 GB peak instead of 1.3 GB).
     """
     module = score_fn if isinstance(score_fn, torch.nn.Module) else None
     was_training = module.training if module is not None else False
@@ -110,6 +115,9 @@ def score_dataset(
                 scores[name] = video_scores[0].float().cpu().numpy()
                 if extra is not None:
                     extras[name] = extra[0].float().cpu().numpy()
+                del video_scores, extra
+                if release_memory:
+                    release_freed_memory()
     finally:
         if module is not None:
             module.train(was_training)
@@ -215,6 +223,8 @@ def snippet_representations(
             panels["gate"].append(out.embedding[0].float().cpu().numpy()[keep])
             classes += [v.classes[0]] * int(keep.sum())
             videos += [v.name] * int(keep.sum())
+            del x, base, out
+            release_freed_memory()  # one video's memory at a time (host_memory)
     if not classes:
         raise ValueError("no anomalous snippets in the split's abnormal videos: nothing to embed")
     return {k: np.concatenate(p) for k, p in panels.items()}, np.asarray(classes), np.asarray(videos)

@@ -53,6 +53,7 @@ import torch
 from gsmoe_lib import runs
 # Not from metrics (the same 16): importing scikit-learn would double `gsmoe score`'s start-up time.
 from gsmoe_lib.data.ground_truth import SNIPPET_FRAMES as FRAMES_PER_SNIPPET
+from gsmoe_lib.host_memory import release_freed_memory
 from gsmoe_lib.models.experts import Experts
 from gsmoe_lib.models.gate import Gate
 from gsmoe_lib.models.gsmoe import CROP_MODES, GSMoEModel
@@ -129,13 +130,16 @@ class GSMoE:
         out = self.model(t)
         expert_scores = out.expert_scores[0].float().cpu().numpy()  # [T, E]
         names = np.asarray(self.expert_names)
-        return ScoreResult(
+        result = ScoreResult(
             scores=out.scores[0].float().cpu().numpy(),
             expert_scores=expert_scores,
             expert_names=list(self.expert_names),
             strongest_expert=names[expert_scores.argmax(axis=1)],
             encoder_scores=out.encoder_scores[0].float().cpu().numpy(),
         )
+        del t, out
+        release_freed_memory()  # a loop over many videos holds one video's memory at a time (host_memory)
+        return result
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -63,7 +63,8 @@ def memory_probe(spec: dict[str, Any]) -> dict[str, Any]:
     """Score a memory-mapped test set with one mode in THIS process and report its memory (run it in a fresh one).
 
     spec: mode, folder (a `TestSet.synthetic(..., "mmap")` folder), videos (indices or None), small, device,
-    amp, seed, threads. Host: the resident memory once the model is built (`baseline_mb`), the peak while
+    amp, seed, threads, release_memory (default True: freed memory goes back to the system after every video,
+    `host_memory`; False shows what the allocator keeps without it). Host: the resident memory once the model is built (`baseline_mb`), the peak while
     scoring (`peak_mb`: VmHWM reset at the baseline, Linux; elsewhere getrusage's, which includes everything
     before), and `beyond_mb` = peak - baseline, the memory scoring needs beyond the process and the model. The
     features are read one video at a time, so the video in hand (its copy, and its file pages while they are
@@ -83,9 +84,10 @@ def memory_probe(spec: dict[str, Any]) -> dict[str, Any]:
         torch.cuda.reset_peak_memory_stats(device)
     baseline, peak_before = _rss_mb(), host_peak_mb()
     fresh_peak = _reset_peak_rss()
-    _, seconds = score_test_set(fn, videos, device)
+    release = bool(spec.get("release_memory", True))
+    _, seconds = score_test_set(fn, videos, device, release)
     peak = _proc_status_mb("VmHWM") if fresh_peak else host_peak_mb()
-    return {"mode": spec["mode"], "videos": len(videos), "snippets": sum(videos.lengths), "max_T": max(videos.lengths),
+    return {"mode": spec["mode"], "release_memory": release, "videos": len(videos), "snippets": sum(videos.lengths), "max_T": max(videos.lengths),
             "baseline_mb": baseline, "peak_mb": peak, "beyond_mb": max(0.0, peak - baseline),
             "peak_source": "VmHWM" if fresh_peak else "getrusage (includes the start-up)",
             "peak_before_scoring_mb": peak_before, "file_pages_after_mb": _proc_status_mb("RssFile"),
@@ -96,7 +98,7 @@ def memory_probe(spec: dict[str, Any]) -> dict[str, Any]:
 
 def bench_memory(sizes: BenchSizes, device: torch.device, amp: str, gen: torch.Generator, seed: int,
                  modes: tuple[str, ...] = MEMORY_MODES, test_set: TestSet | None = None,
-                 small: bool = False) -> dict[str, Any]:
+                 small: bool = False, release_memory: bool = True) -> dict[str, Any]:
     """Peak memory of scoring the test set and its longest video, per mode, each in a fresh python process."""
     own = test_set is None
     videos = test_set or TestSet.synthetic(sizes, device, gen, "mmap")
@@ -108,7 +110,8 @@ def bench_memory(sizes: BenchSizes, device: torch.device, amp: str, gen: torch.G
         for mode in modes:
             for which, indices in (("test_set", None), ("longest_video", [longest])):
                 spec = {"mode": mode, "folder": str(videos.folder), "videos": indices, "small": small,
-                        "device": str(device), "amp": amp, "seed": seed, "threads": torch.get_num_threads()}
+                        "device": str(device), "amp": amp, "seed": seed, "threads": torch.get_num_threads(),
+                        "release_memory": release_memory}
                 cmd = [sys.executable, "-m", "gsmoe_lib.bench.memory", json.dumps(spec)]
                 proc = subprocess.run(cmd, capture_output=True, text=True, env=_child_env())
                 lines = proc.stdout.strip().splitlines()

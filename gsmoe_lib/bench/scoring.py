@@ -32,6 +32,7 @@ import torch
 from gsmoe_lib.bench.meters import device_peak_mb, host_peak_mb, reset_device_peak
 from gsmoe_lib.bench.sizes import BenchSizes
 from gsmoe_lib.device import autocast
+from gsmoe_lib.host_memory import release_freed_memory
 from gsmoe_lib.models.gsmoe import GSMoEModel
 
 SCORE_MODES = ("urdmu_per_crop", "urdmu_all_crops", "gsmoe", "gsmoe_mean")
@@ -114,16 +115,22 @@ def _video(videos: Sequence[torch.Tensor] | TestSet, i: int) -> torch.Tensor:
 
 
 def score_test_set(score_video: Callable[[torch.Tensor], torch.Tensor], videos: Sequence[torch.Tensor] | TestSet,
-                   device: torch.device) -> tuple[list[np.ndarray], float]:
+                   device: torch.device, release_memory: bool = True) -> tuple[list[np.ndarray], float]:
     """Score every video in order: (scores [T] per video on the host, seconds from host features to host scores).
 
     score_video(x [C, T, D] on the device) -> [T]. Results stay on the device until every video is done.
+    release_memory: give the host memory a video freed back to the system before the next one, as
+    `evaluate.score_dataset` does (`host_memory`); its cost is part of the seconds.
     """
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     t0 = time.perf_counter()
     with torch.inference_mode():
-        out = [score_video(_video(videos, i).to(device, non_blocking=True)) for i in range(len(videos))]
+        out = []
+        for i in range(len(videos)):
+            out.append(score_video(_video(videos, i).to(device, non_blocking=True)))
+            if release_memory:
+                release_freed_memory()  # as evaluate.score_dataset does between videos
         lengths = [len(s) for s in out]
         flat = torch.cat(out).float().cpu().numpy()  # one read-back (synchronises)
     seconds = time.perf_counter() - t0
@@ -131,7 +138,7 @@ def score_test_set(score_video: Callable[[torch.Tensor], torch.Tensor], videos: 
 
 
 def score_interleaved(functions: dict[str, Callable[[torch.Tensor], torch.Tensor]],
-                      videos: Sequence[torch.Tensor] | TestSet) -> dict[str, dict[str, Any]]:
+                      videos: Sequence[torch.Tensor] | TestSet, release_memory: bool = True) -> dict[str, dict[str, Any]]:
     """CPU only: every video scored by each function in turn, each timed on its own (wall and CPU seconds).
 
     On a machine whose speed drifts from minute to minute, this compares the functions on the same minutes;
@@ -143,6 +150,8 @@ def score_interleaved(functions: dict[str, Callable[[torch.Tensor], torch.Tensor
             for mode, fn in functions.items():
                 wall0, cpu0 = time.perf_counter(), time.process_time()
                 out[mode]["scores"].append(fn(_video(videos, i)).float().numpy())
+                if release_memory:
+                    release_freed_memory()  # as evaluate.score_dataset does; timed with the mode that freed it
                 out[mode]["cpu_s"] += time.process_time() - cpu0
                 out[mode]["total_s"] += time.perf_counter() - wall0
     return out
@@ -175,9 +184,10 @@ def scoring_functions(sizes: BenchSizes, device: torch.device, amp: str) -> dict
 
 def bench_scoring(sizes: BenchSizes, device: torch.device, amp: str, warmup: int, gen: torch.Generator,
                   modes: tuple[str, ...] = SCORE_MODES, test_set: TestSet | None = None,
-                  interleave: bool | None = None) -> dict[str, Any]:
+                  interleave: bool | None = None, release_memory: bool = True) -> dict[str, Any]:
     """Score the test set with each mode. interleave (default: on the CPU): `score_interleaved`; on CUDA each
-    mode scores the whole set in turn, with no host synchronisation per video."""
+    mode scores the whole set in turn, with no host synchronisation per video. release_memory: freed host
+    memory goes back to the system after every video (`host_memory`), as in `evaluate.score_dataset`."""
     own = test_set is None
     videos = test_set or TestSet.synthetic(sizes, device, gen, "memory" if device.type == "cuda" else "mmap")
     interleave = device.type == "cpu" if interleave is None else interleave
@@ -193,12 +203,12 @@ def bench_scoring(sizes: BenchSizes, device: torch.device, amp: str, warmup: int
                 score_test_set(fn, warm, device)
         timed: dict[str, dict[str, Any]] = {}
         if interleave:
-            timed = score_interleaved(functions, videos)
+            timed = score_interleaved(functions, videos, release_memory)
         else:
             for mode, fn in functions.items():
                 reset_device_peak(device)
                 cpu0 = time.process_time()
-                scores, seconds = score_test_set(fn, videos, device)
+                scores, seconds = score_test_set(fn, videos, device, release_memory)
                 # all threads: on a shared machine wall time overstates the work
                 timed[mode] = {"scores": scores, "total_s": seconds, "cpu_s": time.process_time() - cpu0,
                                "device_peak_mb": device_peak_mb(device)}

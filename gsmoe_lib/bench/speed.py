@@ -18,7 +18,7 @@ per stage). Sizes: `bench.sizes` (paper by default). Long videos go through the 
 `--small` shrinks every size so that the whole benchmark runs in seconds on a CPU (the test suite runs it).
 Options: `--amp none|bf16` (autocast), `--tf32` (TF32 matmuls and convolutions on CUDA), `--device`,
 `--score-modes` (which of the scoring modes above to time), `--features auto|mmap|memory`, `--memory-modes`,
-`--no-interleave`.
+`--no-interleave`, `--keep-freed-memory` (no `host_memory.release_freed_memory` between videos).
 The JSON holds the machine and versions (`runs.environment_record`), the settings, the load average
 before and after (timings on a shared machine are only as good as its load) and one record per measurement.
 """
@@ -54,7 +54,7 @@ def run_benchmark(device: str = "cpu", amp: str = "none", tf32: bool = False, st
                   stages: tuple[str, ...] = STAGES, small: bool = False, seed: int = 0,
                   sizes: BenchSizes | None = None, score_modes: tuple[str, ...] = SCORE_MODES,
                   features: str = "auto", memory_modes: tuple[str, ...] = MEMORY_MODES,
-                  interleave: bool | None = None) -> dict[str, Any]:
+                  interleave: bool | None = None, release_memory: bool = True) -> dict[str, Any]:
     """Run the chosen stages and return the JSON-ready record (environment, settings, results).
 
     features: where the scoring stage reads the test set ("auto": "mmap" on the CPU, pinned "memory" on CUDA;
@@ -88,6 +88,7 @@ def run_benchmark(device: str = "cpu", amp: str = "none", tf32: bool = False, st
         "settings": {"device": device, "amp": amp, "tf32": tf32, "steps": steps, "warmup": warmup,
                      "stages": list(stages), "score_modes": list(score_modes), "small": small,
                      "features": features, "memory_modes": list(memory_modes), "interleave": interleave,
+                     "release_memory": release_memory,
                      "memory_limits": asdict(current_limits())
                      | {"snippets_per_pass": current_limits().snippets_per_pass(dev)},
                      "sizes": asdict(replace(sizes, test_lengths=()))
@@ -118,9 +119,10 @@ def run_benchmark(device: str = "cpu", amp: str = "none", tf32: bool = False, st
                     results["gate"] = bench_gate(sizes, dev, amp, steps, warmup, gen)
                 elif stage == "score":
                     results.update(bench_scoring(sizes, dev, amp, warmup, gen, score_modes, test_set(source),
-                                                 interleave))
+                                                 interleave, release_memory))
                 else:
-                    results.update(bench_memory(sizes, dev, amp, gen, seed, memory_modes, test_set("mmap"), small))
+                    results.update(bench_memory(sizes, dev, amp, gen, seed, memory_modes, test_set("mmap"), small,
+                                                release_memory))
     finally:
         for ts in test_sets.values():
             ts.close()
@@ -178,6 +180,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(auto: mmap on the CPU, pinned memory on CUDA)")
     parser.add_argument("--memory-modes", default=",".join(MEMORY_MODES),
                         help="scoring modes whose peak memory the memory stage measures (one process each)")
+    parser.add_argument("--keep-freed-memory", action="store_true",
+                        help="do not give freed host memory back to the system between videos (host_memory; "
+                             "to measure what the allocator keeps without it)")
     parser.add_argument("--no-interleave", action="store_true",
                         help="on the CPU, score the whole set with one mode after the other (not video by video)")
     parser.add_argument("--small", action="store_true", help="tiny sizes that run in seconds (the tests use it)")
@@ -194,7 +199,8 @@ def run(args: argparse.Namespace) -> int:
     memory_modes = tuple(m for m in args.memory_modes.split(",") if m)
     record = run_benchmark(args.device, args.amp, args.tf32, args.steps, args.warmup, stages, args.small, args.seed,
                            score_modes=modes, features=args.features, memory_modes=memory_modes,
-                           interleave=False if args.no_interleave else None)
+                           interleave=False if args.no_interleave else None,
+                           release_memory=not args.keep_freed_memory)
     print(format_table(record))
     if args.json:
         runs.write_json(args.json, record)

@@ -75,15 +75,22 @@ class MemoryLimits:
         video). None (default): CPU_PASS_SNIPPETS on the CPU, ACCELERATOR_PASS_SNIPPETS elsewhere.
     local_dense_max_t: UR-DMU's fixed local kernel is a dense [T, T] product up to this T and a banded product
         beyond (`models.urdmu.local_mix`); 256 = 4 x its band of 64 snippets.
+    expert_snippets: the most expert x snippet rows (E x B x T) one evaluation call of `Experts` computes at
+        once; a larger call runs its experts in groups of max(1, expert_snippets // (B x T)) (they share
+        nothing, so the groups give the one call's scores). None (default): EXPERT_PASS_FACTOR x the
+        snippets of a pass. Why: one crop of the longest UCF-Crime test video (T = 6,749) through all 13
+        experts held 724 MB at once on the CPU; two experts at a time hold 31 MB of q, k, v, as a 1,024-snippet
+        pass does.
     """
 
     attention_scores: int = 2**26
     fused_attention: bool = True
     pass_snippets: int | None = None
     local_dense_max_t: int = 256
+    expert_snippets: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("attention_scores", "pass_snippets", "local_dense_max_t"):
+        for name in ("attention_scores", "pass_snippets", "local_dense_max_t", "expert_snippets"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"MemoryLimits.{name} must be at least 1, got {value}")
@@ -94,6 +101,12 @@ class MemoryLimits:
             return self.pass_snippets
         return CPU_PASS_SNIPPETS if device.type == "cpu" else ACCELERATOR_PASS_SNIPPETS
 
+    def expert_rows(self, device: torch.device) -> int:
+        """`expert_snippets`, or EXPERT_PASS_FACTOR x `snippets_per_pass(device)` when it is None."""
+        if self.expert_snippets is not None:
+            return self.expert_snippets
+        return EXPERT_PASS_FACTOR * self.snippets_per_pass(device)
+
 
 # Default snippets per scoring pass. CPU: at 1,024 the largest per-snippet activation of a pass, the experts'
 # q, k, v [13, 1024, 576], is 31 MB, and GS-MoE scored 10 crops of 300 and 1,000 snippets 10-25 % faster than
@@ -103,6 +116,10 @@ class MemoryLimits:
 # activations at most (benchmarks/gpu_check.sh measures the peak).
 CPU_PASS_SNIPPETS = 1024
 ACCELERATOR_PASS_SNIPPETS = 16384
+# Expert rows per call: 16 x a pass keeps every pass of at most `pass_snippets` snippets in one call of all 13
+# UCF-Crime experts (13 x 1,024 rows on the CPU, 13 x 16,384 on a GPU); only a single crop longer than a pass
+# (T > 1,260 on the CPU) runs its experts in groups.
+EXPERT_PASS_FACTOR = 16
 
 
 _LIMITS = MemoryLimits()

@@ -52,7 +52,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gsmoe_lib.models.blocks import TransformerBlock, check_padding_mask, mlp, multi_head_attention
+from gsmoe_lib.models.blocks import TransformerBlock, check_padding_mask, current_limits, mlp, multi_head_attention
 from gsmoe_lib.models.dropout import dropout
 from gsmoe_lib.models.model_args import SavesArgs
 
@@ -182,6 +182,13 @@ class Experts(SavesArgs, nn.Module):
             )
         b, t = features.shape[-3:-1]
         check_padding_mask(key_padding_mask, b, t)
+        ids = list(range(self.n_experts)) if experts is None else list(experts)
+        per_group = max(1, current_limits().expert_rows(features.device) // max(1, b * t))
+        if not self.training and features.ndim == 3 and len(ids) > per_group:
+            # A long video in evaluation: a few experts at a time (blocks.MemoryLimits.expert_snippets); the
+            # experts share nothing, so the groups' logits are the one call's. Training batches are sized to fit.
+            return torch.cat([self.logits(features, key_padding_mask, ids[i : i + per_group])
+                              for i in range(0, len(ids), per_group)], dim=-1)  # [B, T, E]
         p = self._stacked(experts)
         e = p["input_weight"].shape[0]
         drop = self.dropout if self.training else 0.0

@@ -70,12 +70,14 @@ def test_memory_stage_measures_each_mode_in_its_own_process(record):
         assert (longest["videos"], longest["max_T"]) == (1, max(small.test_lengths))
         for r in (whole, longest):
             assert r["mode"] == mode and r["seconds"] > 0 and r["device_peak_mb"] is None
+            assert r["release_memory"] is True  # as evaluate.score_dataset scores (--keep-freed-memory: False)
             assert 0 < r["baseline_mb"] <= r["peak_mb"] and r["beyond_mb"] == pytest.approx(r["peak_mb"] - r["baseline_mb"])
             # a fresh process, its peak counted from the baseline (a child's getrusage would start at the
             # size of its parent, this test process)
             assert r["peak_mb"] < 4000
             if sys.platform.startswith("linux"):
                 assert r["peak_source"] == "VmHWM" and r["beyond_mb"] < 500
+    assert record["settings"]["release_memory"] is True
     assert whole["features_mb"] == pytest.approx(sum(small.test_lengths) * small.crops * small.input_dim * 4 / 2**20)
 
 
@@ -156,3 +158,15 @@ def test_banded_local_branch_matches_the_dense_kernel(T):
     assert T > DENSE_MAX_T  # the banded path is the one under test
     t = torch.randn(2, T, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(T))
     torch.testing.assert_close(local_mix(t), local_kernel(T, dtype=torch.float64) @ t, rtol=0, atol=1e-9)
+
+
+def test_memory_probe_releases_freed_memory_unless_asked_to_keep_it(tmp_path, monkeypatch):
+    sizes = BenchSizes.small()
+    scoring.TestSet.synthetic(sizes, torch.device("cpu"), torch.Generator().manual_seed(0), "mmap", tmp_path)
+    calls = []
+    monkeypatch.setattr(scoring, "release_freed_memory", lambda: calls.append(1) or True)
+    spec = {"mode": "gsmoe", "folder": str(tmp_path), "videos": None, "small": True, "device": "cpu"}
+    for release, expected in ((True, len(sizes.test_lengths)), (False, 0)):
+        calls.clear()
+        r = memory.memory_probe(spec | {"release_memory": release})
+        assert r["release_memory"] is release and len(calls) == expected

@@ -15,10 +15,12 @@ from gsmoe_lib.models.gate import Gate
 from gsmoe_lib.models.gsmoe import GSMoEModel
 from gsmoe_lib.models.urdmu import URDMU
 
-DENSE = dict(attention_scores=2**40, pass_snippets=2**40, local_dense_max_t=2**20)  # one pass, no chunk
+DENSE = dict(attention_scores=2**40, pass_snippets=2**40, local_dense_max_t=2**20, expert_snippets=2**40)
 # attention: chunks of a few queries (not the fused kernel); passes: 2 crops of T <= 24 per pass, 1 crop
-# beyond; local kernel: banded beyond 16 snippets
-SMALL = dict(attention_scores=4 * 2 * 24, fused_attention=False, pass_snippets=48, local_dense_max_t=16)
+# beyond; local kernel: banded beyond 16 snippets; experts: groups of 2 or 1 of the 3 once a call has over 20
+# rows per expert (T >= 16 with "each", T > 20 with "mean")
+SMALL = dict(attention_scores=4 * 2 * 24, fused_attention=False, pass_snippets=48, local_dense_max_t=16,
+             expert_snippets=60)
 LENGTHS = (1, 5, 16, 17, 24, 25, 70, 150)  # both sides of every threshold, and beyond UR-DMU's band of 64
 CROPS = 3
 
@@ -35,8 +37,9 @@ class Spy:
     """Counts the chunked attention calls, the banded local branches and the passes of one forward."""
 
     def __init__(self, monkeypatch):
-        self.chunked_attention = self.banded = self.passes = 0
+        self.chunked_attention = self.banded = self.passes = self.expert_groups = 0
         block, local, rows = blocks._attention_block, urdmu.local_mix, URDMU._evaluate_rows
+        logits = Experts.logits
 
         def spy_block(q, k, *args):
             self.chunked_attention += q.shape[-2] < k.shape[-2]
@@ -50,6 +53,11 @@ class Spy:
             self.passes += 1
             return rows(model, r)
 
+        def spy_logits(model, features, mask=None, experts=None):
+            self.expert_groups += experts is not None and len(experts) < model.n_experts
+            return logits(model, features, mask, experts)
+
+        monkeypatch.setattr(Experts, "logits", spy_logits)
         monkeypatch.setattr(blocks, "_attention_block", spy_block)
         monkeypatch.setattr(urdmu, "local_mix", spy_local)
         monkeypatch.setattr(URDMU, "_evaluate_rows", spy_rows)
@@ -75,6 +83,10 @@ def test_gsmoe_scores_equal_the_dense_path_across_every_threshold(crops, monkeyp
             assert spy.banded > 0, (T, vars(spy))
         if T <= 16:
             assert spy.passes == 1, (T, vars(spy))  # all three crops in one pass
+        if T > 20:
+            assert spy.expert_groups > 0, (T, vars(spy))
+        if T <= 5:
+            assert spy.expert_groups == 0, (T, vars(spy))
 
 
 def test_urdmu_scores_and_features_equal_the_dense_path():
