@@ -21,27 +21,16 @@ from gsmoe_lib import runs
 from gsmoe_lib.bench.meters import device_peak_mb, host_peak_mb
 from gsmoe_lib.bench.scoring import TestSet, score_test_set, scoring_functions
 from gsmoe_lib.bench.sizes import BenchSizes
+from gsmoe_lib.host_memory import proc_status_mb
 from gsmoe_lib.paths import PROJECT_ROOT
 
 MEMORY_MODES = ("urdmu_all_crops", "gsmoe")  # measured by default (any of SCORE_MODES can be asked for)
 MEMORY_SETS = ("test_set", "longest_video")
 
 
-def _proc_status_mb(field: str) -> float | None:
-    """A memory field of /proc/self/status (VmRSS, VmHWM, RssAnon, RssFile) in MB; None off Linux."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 1024  # kB
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
 def _rss_mb() -> float:
     """Resident memory of this process now (Linux /proc; elsewhere the peak so far, an upper bound)."""
-    now = _proc_status_mb("VmRSS")
+    now = proc_status_mb("VmRSS")
     return host_peak_mb() if now is None else now
 
 
@@ -54,7 +43,7 @@ def _reset_peak_rss() -> bool:
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
-        return _proc_status_mb("VmHWM") is not None
+        return proc_status_mb("VmHWM") is not None
     except OSError:
         return False
 
@@ -86,11 +75,11 @@ def memory_probe(spec: dict[str, Any]) -> dict[str, Any]:
     fresh_peak = _reset_peak_rss()
     release = bool(spec.get("release_memory", True))
     _, seconds = score_test_set(fn, videos, device, release)
-    peak = _proc_status_mb("VmHWM") if fresh_peak else host_peak_mb()
+    peak = proc_status_mb("VmHWM") if fresh_peak else host_peak_mb()
     return {"mode": spec["mode"], "release_memory": release, "videos": len(videos), "snippets": sum(videos.lengths), "max_T": max(videos.lengths),
             "baseline_mb": baseline, "peak_mb": peak, "beyond_mb": max(0.0, peak - baseline),
             "peak_source": "VmHWM" if fresh_peak else "getrusage (includes the start-up)",
-            "peak_before_scoring_mb": peak_before, "file_pages_after_mb": _proc_status_mb("RssFile"),
+            "peak_before_scoring_mb": peak_before, "file_pages_after_mb": proc_status_mb("RssFile"),
             "seconds": seconds,
             "device_peak_mb": device_peak_mb(device),
             "device_baseline_mb": device_base if device.type == "cuda" else None}

@@ -9,6 +9,8 @@ each (`--stages`), each in the module named after it:
     memory                        peak host memory of scoring (urdmu_all_crops and gsmoe by default) on the
                                   memory-mapped test set and on its longest video, each in a fresh python
                                   process (`bench.memory`)
+    breakdown                     one scoring pass at a few lengths through the encoder, the experts and the
+                                  gate, each timed and its operations counted (`bench.breakdown`)
 
 Timing and memory readers: `bench.meters` (the peak resident host memory is cumulative over the stages of a
 run: only the memory stage's fresh processes give one measurement's own peak; the peak device memory is reset
@@ -33,6 +35,7 @@ from typing import Any
 import torch
 
 from gsmoe_lib import runs
+from gsmoe_lib.bench.breakdown import LENGTHS, SMALL_LENGTHS, bench_breakdown, format_breakdown
 from gsmoe_lib.bench.memory import MEMORY_MODES, bench_memory
 from gsmoe_lib.bench.scoring import FEATURE_SOURCES, SCORE_MODES, TestSet, bench_scoring
 from gsmoe_lib.bench.sizes import BenchSizes
@@ -40,7 +43,7 @@ from gsmoe_lib.bench.steps import bench_encoder, bench_experts, bench_gate, benc
 from gsmoe_lib.device import tf32_matmuls
 from gsmoe_lib.models.blocks import current_limits
 
-STAGES = ("encoder", "tgs", "experts", "gate", "score", "memory")
+STAGES = ("encoder", "tgs", "experts", "gate", "score", "memory", "breakdown")
 
 # The bar to clear (issue 5, REFERENCE §9): the official UR-DMU code, fp32, on the machines we use.
 OFFICIAL_URDMU = {
@@ -120,6 +123,8 @@ def run_benchmark(device: str = "cpu", amp: str = "none", tf32: bool = False, st
                 elif stage == "score":
                     results.update(bench_scoring(sizes, dev, amp, warmup, gen, score_modes, test_set(source),
                                                  interleave, release_memory))
+                elif stage == "breakdown":
+                    results.update(bench_breakdown(sizes, dev, gen, SMALL_LENGTHS if small else LENGTHS))
                 else:
                     results.update(bench_memory(sizes, dev, amp, gen, seed, memory_modes, test_set("mmap"), small,
                                                 release_memory))
@@ -145,7 +150,9 @@ def format_table(record: dict[str, Any]) -> str:
         return f"{r['host_peak_mb']:9.0f}MB {'' if dev is None else f'{dev:10.0f}MB'}"
 
     for name, r in record["results"].items():
-        if "step_s" in r:
+        if name == "breakdown":
+            lines += format_breakdown(r)
+        elif "step_s" in r:
             lines.append(f"{name + ' step':28s} {r['step_s'] * 1000:10.1f}ms {r['videos_per_s']:14.1f} videos/s "
                          f"{mem(r)}")
         elif "total_s" in r:

@@ -77,10 +77,9 @@ class MemoryLimits:
         beyond (`models.urdmu.local_mix`); 256 = 4 x its band of 64 snippets.
     expert_snippets: the most expert x snippet rows (E x B x T) one evaluation call of `Experts` computes at
         once; a larger call runs its experts in groups of max(1, expert_snippets // (B x T)) (they share
-        nothing, so the groups give the one call's scores). None (default): EXPERT_PASS_FACTOR x the
-        snippets of a pass. Why: one crop of the longest UCF-Crime test video (T = 6,749) through all 13
-        experts held 724 MB at once on the CPU; two experts at a time hold 31 MB of q, k, v, as a 1,024-snippet
-        pass does.
+        nothing, so the groups give the one call's scores). None (default): CPU_EXPERT_SNIPPETS on the CPU,
+        ACCELERATOR_EXPERT_SNIPPETS elsewhere. Why: one crop of the longest UCF-Crime test video (T = 6,749)
+        through all 13 experts held 724 MB at once on the CPU; one expert at a time holds 16 MB of q, k, v.
     """
 
     attention_scores: int = 2**26
@@ -102,10 +101,10 @@ class MemoryLimits:
         return CPU_PASS_SNIPPETS if device.type == "cpu" else ACCELERATOR_PASS_SNIPPETS
 
     def expert_rows(self, device: torch.device) -> int:
-        """`expert_snippets`, or EXPERT_PASS_FACTOR x `snippets_per_pass(device)` when it is None."""
+        """`expert_snippets`, or the default of the device's type when it is None."""
         if self.expert_snippets is not None:
             return self.expert_snippets
-        return EXPERT_PASS_FACTOR * self.snippets_per_pass(device)
+        return CPU_EXPERT_SNIPPETS if device.type == "cpu" else ACCELERATOR_EXPERT_SNIPPETS
 
 
 # Default snippets per scoring pass. CPU: at 1,024 the largest per-snippet activation of a pass, the experts'
@@ -116,10 +115,12 @@ class MemoryLimits:
 # activations at most (benchmarks/gpu_check.sh measures the peak).
 CPU_PASS_SNIPPETS = 1024
 ACCELERATOR_PASS_SNIPPETS = 16384
-# Expert rows per call: 16 x a pass keeps every pass of at most `pass_snippets` snippets in one call of all 13
-# UCF-Crime experts (13 x 1,024 rows on the CPU, 13 x 16,384 on a GPU); only a single crop longer than a pass
-# (T > 1,260 on the CPU) runs its experts in groups.
-EXPERT_PASS_FACTOR = 16
+# Expert rows per call. CPU: 8,192 rows (13 experts over up to 630 snippets in one call) hold 19 MB of q, k, v
+# (a crop longer than 8,192 snippets goes one expert at a time), and measured on the 2-core CPU the 13 experts ran as fast as in one call for T <= 1,000 and 9-15 %
+# faster for T = 2,000 and 6,749 (smaller working sets; benchmarks/README.md). GPU: 16 x a pass, so that every
+# pass (at most 16,384 snippets) is one call of all 13 UCF-Crime experts: launches, not memory, set its speed.
+CPU_EXPERT_SNIPPETS = 8192
+ACCELERATOR_EXPERT_SNIPPETS = 16 * ACCELERATOR_PASS_SNIPPETS
 
 
 _LIMITS = MemoryLimits()

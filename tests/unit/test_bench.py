@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from gsmoe_lib import cli
-from gsmoe_lib.bench import memory, scoring, speed, steps
+from gsmoe_lib.bench import breakdown, memory, scoring, speed, steps
 from gsmoe_lib.bench.meters import StepTimes
 from gsmoe_lib.bench.sizes import BenchSizes, ucf_test_lengths
 
@@ -32,7 +32,7 @@ def record(tmp_path_factory):
 
 def test_json_has_every_measurement_with_positive_times(record):
     results = record["results"]
-    assert set(results) == {*TRAINING, "tgs_pseudo_labels", *SCORING, *MEMORY}
+    assert set(results) == {*TRAINING, "tgs_pseudo_labels", *SCORING, *MEMORY, "breakdown"}
     for name in TRAINING:
         r = results[name]
         assert r["steps"] == 2
@@ -158,6 +158,23 @@ def test_banded_local_branch_matches_the_dense_kernel(T):
     assert T > DENSE_MAX_T  # the banded path is the one under test
     t = torch.randn(2, T, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(T))
     torch.testing.assert_close(local_mix(t), local_kernel(T, dtype=torch.float64) @ t, rtol=0, atol=1e-9)
+
+
+def test_breakdown_counts_every_operation_of_the_experts(record):
+    # The experts' count must include their attention (torch's counter misses the CPU's fused kernel): per
+    # crop, 2 x the weights' multiply-adds per snippet and 4 x T^2 x d_model per expert.
+    small = BenchSizes.small()
+    ex = small.experts()
+    weights = (ex.feature_dim * ex.d_model + 3 * ex.d_model**2 + ex.d_model**2 + 2 * ex.d_model * ex.ffn_hidden
+               + ex.d_model * ex.mlp_hidden + ex.mlp_hidden)
+    for T in breakdown.SMALL_LENGTHS:
+        row = record["results"]["breakdown"][f"T{T}"]
+        expected = row["crops"] * ex.n_experts * (2 * T * weights + 4 * T * T * ex.d_model)
+        assert row["experts"]["gflop"] * 1e9 == pytest.approx(expected, rel=1e-9)
+        assert row["crops"] == min(small.crops, max(1, 1024 // T))
+        for part in breakdown.PARTS:
+            assert row[part]["wall_s"] > 0 and row[part]["gflop"] > 0
+        assert row["gsmoe_vs_encoder_flop"] > 1 and row["gsmoe_vs_encoder_time"] > 1
 
 
 def test_memory_probe_releases_freed_memory_unless_asked_to_keep_it(tmp_path, monkeypatch):

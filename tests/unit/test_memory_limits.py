@@ -176,6 +176,10 @@ def test_passes_default_by_device():
     assert limits.snippets_per_pass(torch.device("cpu")) == blocks.CPU_PASS_SNIPPETS
     assert limits.snippets_per_pass(torch.device("cuda")) == blocks.ACCELERATOR_PASS_SNIPPETS
     assert MemoryLimits(pass_snippets=5).snippets_per_pass(torch.device("cuda")) == 5
+    assert limits.expert_rows(torch.device("cpu")) == blocks.CPU_EXPERT_SNIPPETS
+    # a GPU pass of the UCF-Crime experts stays one call: launches, not memory, set the GPU's speed
+    assert limits.expert_rows(torch.device("cuda")) >= 13 * blocks.ACCELERATOR_PASS_SNIPPETS
+    assert MemoryLimits(expert_snippets=7).expert_rows(torch.device("cuda")) == 7
 
 
 def test_training_mode_keeps_one_pass():
