@@ -59,8 +59,9 @@ def bench_breakdown(sizes: BenchSizes, device: torch.device, gen: torch.Generato
             crops = min(sizes.crops, max(1, current_limits().snippets_per_pass(device) // T))
             x = torch.randn(crops, T, sizes.input_dim, generator=gen).to(device)  # [crops, T, D]: one pass
             features = encoder(x, training_extras=False).features  # [crops, T, F]
-            logits = experts.logits(features)  # [crops, T, E]
-            calls = {"encoder": lambda: encoder(x, training_extras=False), "experts": lambda: experts.logits(features),
+            logits = experts.logits(features, in_groups=True)  # [crops, T, E], as GSMoEModel scores
+            calls = {"encoder": lambda: encoder(x, training_extras=False),
+                     "experts": lambda: experts.logits(features, in_groups=True),
                      "gate": lambda: gate(logits, features)}
             row: dict[str, Any] = {"crops": crops}
             for part, call in calls.items():

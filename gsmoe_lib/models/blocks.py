@@ -75,8 +75,8 @@ class MemoryLimits:
         video). None (default): CPU_PASS_SNIPPETS on the CPU, ACCELERATOR_PASS_SNIPPETS elsewhere.
     local_dense_max_t: UR-DMU's fixed local kernel is a dense [T, T] product up to this T and a banded product
         beyond (`models.urdmu.local_mix`); 256 = 4 x its band of 64 snippets.
-    expert_snippets: the most expert x snippet rows (E x B x T) one evaluation call of `Experts` computes at
-        once; a larger call runs its experts in groups of max(1, expert_snippets // (B x T)) (they share
+    expert_snippets: the most expert x snippet rows (E x B x T) one scoring call of `Experts` (`GSMoEModel`
+        in evaluation: `Experts.logits(..., in_groups=True)`) computes at once; a larger call runs its experts in groups of max(1, expert_snippets // (B x T)) (they share
         nothing, so the groups give the one call's scores). None (default): CPU_EXPERT_SNIPPETS on the CPU,
         ACCELERATOR_EXPERT_SNIPPETS elsewhere. Why: one crop of the longest UCF-Crime test video (T = 6,749)
         through all 13 experts held 724 MB at once on the CPU; one expert at a time holds 16 MB of q, k, v.

@@ -173,8 +173,14 @@ class Experts(SavesArgs, nn.Module):
         features: torch.Tensor,
         key_padding_mask: torch.Tensor | None = None,
         experts: Sequence[int] | None = None,
+        in_groups: bool = False,
     ) -> torch.Tensor:
-        """Like `forward` but before the sigmoid (for BCE-with-logits): [B, T, E]."""
+        """Like `forward` but before the sigmoid (for BCE-with-logits): [B, T, E].
+
+        in_groups (scoring, `GSMoEModel` in evaluation): a call of more than `MemoryLimits.expert_snippets` rows
+        (E x B x T) runs a few experts at a time; the logits equal one call's up to float rounding. Off by
+        default, so that the training stages' frozen passes (sized to fit) keep their exact numbers.
+        """
         if features.ndim not in (3, 4) or features.shape[-1] != self.feature_dim:
             raise ValueError(
                 f"Experts expect task-aware features [B, T, F={self.feature_dim}] or per-expert [E, B, T, F], "
@@ -184,9 +190,9 @@ class Experts(SavesArgs, nn.Module):
         check_padding_mask(key_padding_mask, b, t)
         ids = list(range(self.n_experts)) if experts is None else list(experts)
         per_group = max(1, current_limits().expert_rows(features.device) // max(1, b * t))
-        if not self.training and features.ndim == 3 and len(ids) > per_group:
-            # A long video in evaluation: a few experts at a time (blocks.MemoryLimits.expert_snippets); the
-            # experts share nothing, so the groups' logits are the one call's. Training batches are sized to fit.
+        if in_groups and features.ndim == 3 and len(ids) > per_group:
+            # A long video being scored: a few experts at a time (blocks.MemoryLimits.expert_snippets); the
+            # experts share nothing, so the groups' logits are the one call's.
             return torch.cat([self.logits(features, key_padding_mask, ids[i : i + per_group])
                               for i in range(0, len(ids), per_group)], dim=-1)  # [B, T, E]
         p = self._stacked(experts)

@@ -89,7 +89,8 @@ class GSMoEModel(nn.Module):
             C = 1  # the experts and the gate see one (crop-averaged) sequence per video
         else:
             enc = self.encoder(x.reshape(B * C, T, D), training_extras=False)  # [B·C, T], [B·C, T, F]
-        expert_logits = self.experts.logits(enc.features)  # [B·C, T, E]
+        # [B·C, T, E]; in evaluation a long pass runs a few experts at a time (blocks.MemoryLimits.expert_snippets)
+        expert_logits = self.experts.logits(enc.features, in_groups=not self.training)
         expert_scores = torch.sigmoid(expert_logits)
         if self.gate is not None:
             out = self.gate(expert_logits, enc.features, expert_mask=expert_mask, mask_fill=mask_fill)

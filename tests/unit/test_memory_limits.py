@@ -53,9 +53,9 @@ class Spy:
             self.passes += 1
             return rows(model, r)
 
-        def spy_logits(model, features, mask=None, experts=None):
+        def spy_logits(model, features, mask=None, experts=None, in_groups=False):
             self.expert_groups += experts is not None and len(experts) < model.n_experts
-            return logits(model, features, mask, experts)
+            return logits(model, features, mask, experts, in_groups)
 
         monkeypatch.setattr(Experts, "logits", spy_logits)
         monkeypatch.setattr(blocks, "_attention_block", spy_block)
@@ -180,6 +180,17 @@ def test_passes_default_by_device():
     # a GPU pass of the UCF-Crime experts stays one call: launches, not memory, set the GPU's speed
     assert limits.expert_rows(torch.device("cuda")) >= 13 * blocks.ACCELERATOR_PASS_SNIPPETS
     assert MemoryLimits(expert_snippets=7).expert_rows(torch.device("cuda")) == 7
+
+
+def test_a_direct_experts_call_stays_one_call(monkeypatch):
+    """The training stages' frozen passes call the experts directly: groups would change their last bits."""
+    experts = small_gsmoe().experts.eval()
+    spy = Spy(monkeypatch)
+    with torch.inference_mode(), memory_limits(expert_snippets=1):
+        experts.logits(torch.randn(4, 20, experts.feature_dim))
+        assert spy.expert_groups == 0
+        experts.logits(torch.randn(4, 20, experts.feature_dim), in_groups=True)
+        assert spy.expert_groups == experts.n_experts
 
 
 def test_training_mode_keeps_one_pass():
