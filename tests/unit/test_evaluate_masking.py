@@ -35,7 +35,7 @@ class FeatureExperts(nn.Module):
 
     n_experts = len(CLASSES)
 
-    def logits(self, f):
+    def logits(self, f, in_groups=False):
         return f[..., : self.n_experts]
 
     def forward(self, f):
