@@ -11,9 +11,10 @@ from __future__ import annotations
 import argparse
 from contextlib import nullcontext
 from typing import Any
+from pathlib import Path
 
 from gsmoe_lib import runs
-from gsmoe_lib.training.config import DATASETS, PROFILES, config_for
+from gsmoe_lib.training.config import DATASETS, PROFILES, config_for, synthetic_profile
 from gsmoe_lib.training.pipeline import run_pipeline
 from gsmoe_lib.training.stages import REFERENCE_STAGES, STAGES
 
@@ -46,6 +47,13 @@ def run(args: argparse.Namespace) -> int:
                      tgs_config=args.tgs_config or "", train_list=args.train_list or "",
                      test_list=args.test_list or "", annotations=args.annotations or "", amp=args.amp,
                      init_encoder=args.init_encoder or "")
+    if not args.data_root and not Path(cfg.data.data_root).is_dir():
+        # a new user's first `gsmoe train`: say how to build the default data, not only that it is missing
+        xd = " --dataset xd-violence" if args.dataset == "xd-violence" else ""
+        raise FileNotFoundError(
+            f"the {args.profile} profile's synthetic data {cfg.data.data_root} is not built yet: run `gsmoe data "
+            f"synth --out {cfg.data.data_root} --profile {synthetic_profile(args.profile)}{xd}` (or `gsmoe "
+            f"reproduce`, which builds it), or give --data-root")
     with runs.replace_finished_stages() if args.replace else nullcontext():
         results = run_pipeline(cfg, args.run, tuple(s for s in args.stages.split(",") if s))
     for name, res in results.items():

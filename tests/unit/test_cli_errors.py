@@ -53,6 +53,18 @@ def test_train_refuses_to_overwrite_a_finished_stage_naming_the_key(tiny_run, ti
     assert {p: p.read_bytes() for p in (run / "gate").iterdir()} == before
 
 
+@pytest.mark.parametrize("dataset", ["ucf-crime", "xd-violence"])
+def test_train_without_the_default_data_says_how_to_build_it(dataset, monkeypatch, capsys, tmp_path):
+    import gsmoe_lib.training.config as config
+
+    monkeypatch.setattr(config, "default_data_root", lambda profile, ds=None: str(tmp_path / f"synth-{ds}"))
+    assert cli.main(["train", "--run", str(tmp_path / "run"), "--profile", "tiny", "--dataset", dataset]) == 2
+    err = capsys.readouterr().err
+    xd = " --dataset xd-violence" if dataset == "xd-violence" else ""
+    assert f"gsmoe data synth --out {tmp_path / f'synth-{dataset}'} --profile tiny{xd}`" in err
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_subcommand_imports_only_its_own_module():
     code = ("import sys; from gsmoe_lib.cli import build_parser; "
             "build_parser(['data', 'check', '--data-root', 'x']); "
