@@ -41,13 +41,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "trained again (without it, that is an error naming the differing keys)")
 
 
+def _data_is_built(root: str) -> bool:
+    return Path(root).is_dir()
+
+
 def run(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = runs.read_json(args.config) if args.config else {}
     cfg = config_for(args.profile, args.data_root or "", args.dataset or "", args.seed, args.device, overrides,
                      tgs_config=args.tgs_config or "", train_list=args.train_list or "",
                      test_list=args.test_list or "", annotations=args.annotations or "", amp=args.amp,
                      init_encoder=args.init_encoder or "")
-    if not args.data_root and not Path(cfg.data.data_root).is_dir():
+    if not args.data_root and not _data_is_built(cfg.data.data_root):
         # a new user's first `gsmoe train`: say how to build the default data, not only that it is missing
         xd = " --dataset xd-violence" if args.dataset == "xd-violence" else ""
         raise FileNotFoundError(

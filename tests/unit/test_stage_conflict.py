@@ -112,5 +112,9 @@ def test_the_default_data_of_xd_violence_is_the_xd_folder_everywhere(monkeypatch
 
     parser = argparse.ArgumentParser()
     command.add_arguments(parser)
+    monkeypatch.setattr(command, "_data_is_built", lambda root: False)  # not built: the error names the XD data
+    with pytest.raises(FileNotFoundError, match=f"{xd} --profile quick --dataset xd-violence`"):
+        command.run(parser.parse_args(["--run", "r", "--dataset", "xd-violence"]))
+    monkeypatch.setattr(command, "_data_is_built", lambda root: True)
     assert command.run(parser.parse_args(["--run", "r", "--dataset", "xd-violence"])) == 0
     assert Path(asked[0].data.data_root) == xd and asked[0].data.dataset == "xd-violence"
