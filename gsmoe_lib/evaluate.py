@@ -82,7 +82,8 @@ def score_dataset(
     instance each expert's scores [1, T, E]); returns (scores, extras) with extras name -> float32 [T, ...].
     release_memory: hand the host memory a video freed back to the system before the next one
     (`host_memory.release_freed_memory`): without it the allocator's kept blocks grow over a test set of
-    mixed lengths (GS-MoE on the UCF-sized set: 2.1 GB peak instead of 1.3 GB).
+    mixed lengths (GS-MoE on the UCF-sized set, experts in one call: 2,256 MB beyond the model without, 1,362 MB
+    with; benchmarks/README.md).
     """
     module = score_fn if isinstance(score_fn, torch.nn.Module) else None
     was_training = module.training if module is not None else False

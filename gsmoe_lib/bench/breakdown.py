@@ -52,7 +52,7 @@ def bench_breakdown(sizes: BenchSizes, device: torch.device, gen: torch.Generato
                     lengths: tuple[int, ...] = LENGTHS, repeats: int = 3) -> dict[str, Any]:
     """For each T: crops per pass, and per part its GFLOP, wall and CPU seconds, GFLOP per wall second; then the
     whole GS-MoE against the encoder alone in operations and in time ("gsmoe_vs_encoder_flop" / "_time")."""
-    encoder, experts, gate = sizes.encoder().to(device).eval(), sizes.experts().to(device).eval(), sizes.gate().to(device).eval()
+    encoder, experts, gate = (m.to(device).eval() for m in (sizes.encoder(), sizes.experts(), sizes.gate()))
     out: dict[str, Any] = {}
     with torch.inference_mode():
         for T in lengths:

@@ -52,10 +52,11 @@ def memory_probe(spec: dict[str, Any]) -> dict[str, Any]:
     """Score a memory-mapped test set with one mode in THIS process and report its memory (run it in a fresh one).
 
     spec: mode, folder (a `TestSet.synthetic(..., "mmap")` folder), videos (indices or None), small, device,
-    amp, seed, threads, release_memory (default True: freed memory goes back to the system after every video,
-    `host_memory`; False shows what the allocator keeps without it). Host: the resident memory once the model is built (`baseline_mb`), the peak while
-    scoring (`peak_mb`: VmHWM reset at the baseline, Linux; elsewhere getrusage's, which includes everything
-    before), and `beyond_mb` = peak - baseline, the memory scoring needs beyond the process and the model. The
+    amp, seed, threads, release_memory (default True: freed memory goes back to the system between videos,
+    `host_memory`; False shows what the allocator keeps without it).
+    Host: the resident memory once the model is built (`baseline_mb`), the peak while scoring (`peak_mb`: VmHWM
+    reset at the baseline, Linux; elsewhere getrusage's, which includes everything before), and `beyond_mb` =
+    peak - baseline, the memory scoring needs beyond the process and the model. The
     features are read one video at a time, so the video in hand (its copy, and its file pages while they are
     mapped) is part of beyond_mb.
     Device: torch.cuda.max_memory_allocated during scoring, and its baseline (the weights).
@@ -76,7 +77,8 @@ def memory_probe(spec: dict[str, Any]) -> dict[str, Any]:
     release = bool(spec.get("release_memory", True))
     _, seconds = score_test_set(fn, videos, device, release)
     peak = proc_status_mb("VmHWM") if fresh_peak else host_peak_mb()
-    return {"mode": spec["mode"], "release_memory": release, "videos": len(videos), "snippets": sum(videos.lengths), "max_T": max(videos.lengths),
+    return {"mode": spec["mode"], "release_memory": release, "videos": len(videos),
+            "snippets": sum(videos.lengths), "max_T": max(videos.lengths),
             "baseline_mb": baseline, "peak_mb": peak, "beyond_mb": max(0.0, peak - baseline),
             "peak_source": "VmHWM" if fresh_peak else "getrusage (includes the start-up)",
             "peak_before_scoring_mb": peak_before, "file_pages_after_mb": proc_status_mb("RssFile"),

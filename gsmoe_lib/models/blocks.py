@@ -76,8 +76,9 @@ class MemoryLimits:
     local_dense_max_t: UR-DMU's fixed local kernel is a dense [T, T] product up to this T and a banded product
         beyond (`models.urdmu.local_mix`); 256 = 4 x its band of 64 snippets.
     expert_snippets: the most expert x snippet rows (E x B x T) one scoring call of `Experts` (`GSMoEModel`
-        in evaluation: `Experts.logits(..., in_groups=True)`) computes at once; a larger call runs its experts in groups of max(1, expert_snippets // (B x T)) (they share
-        nothing, so the groups give the one call's scores). None (default): CPU_EXPERT_SNIPPETS on the CPU,
+        in evaluation: `Experts.logits(..., in_groups=True)`) computes at once; a larger call runs its experts
+        in groups of max(1, expert_snippets // (B x T)) (they share nothing, so the groups give the one call's
+        scores). None (default): CPU_EXPERT_SNIPPETS on the CPU,
         ACCELERATOR_EXPERT_SNIPPETS elsewhere. Why: one crop of the longest UCF-Crime test video (T = 6,749)
         through all 13 experts held 724 MB at once on the CPU; one expert at a time holds 16 MB of q, k, v.
     """
@@ -116,8 +117,9 @@ class MemoryLimits:
 CPU_PASS_SNIPPETS = 1024
 ACCELERATOR_PASS_SNIPPETS = 16384
 # Expert rows per call. CPU: 8,192 rows (13 experts over up to 630 snippets in one call) hold 19 MB of q, k, v
-# (a crop longer than 8,192 snippets goes one expert at a time), and measured on the 2-core CPU the 13 experts ran as fast as in one call for T <= 1,000 and 9-15 %
-# faster for T = 2,000 and 6,749 (smaller working sets; benchmarks/README.md). GPU: 16 x a pass, so that every
+# (a crop longer than 8,192 snippets goes one expert at a time), and measured on the 2-core CPU the 13 experts
+# ran as fast as in one call for T <= 1,000 and 12-15 % faster for T = 2,000 and 6,749 (smaller working sets;
+# benchmarks/README.md). GPU: 16 x a pass, so that every
 # pass (at most 16,384 snippets) is one call of all 13 UCF-Crime experts: launches, not memory, set its speed.
 CPU_EXPERT_SNIPPETS = 8192
 ACCELERATOR_EXPERT_SNIPPETS = 16 * ACCELERATOR_PASS_SNIPPETS
