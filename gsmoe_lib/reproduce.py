@@ -136,14 +136,27 @@ def select_notebooks(notebooks: Sequence[str] | None, folder: Path) -> list[str]
 
 
 def default_data(profile: str, dataset: str | None) -> Path:
-    """The profile's synthetic dataset under the project root, built if missing."""
-    from gsmoe_lib.data.synthetic import synthesize
+    """The profile's synthetic dataset under the project root, built if missing, rebuilt when an older
+    generator wrote it (its gsmoe_dataset.json differs: the folder is the project's own default data)."""
+    import json
+
+    from gsmoe_lib.data.synthetic import GENERATOR_VERSION, synthesize
     from gsmoe_lib.training.config import default_data_root, synthetic_profile
 
     root = Path(default_data_root(profile, dataset))  # the one place that names the synthetic data folders
-    if not (root / "gsmoe_dataset.json").is_file():
+    meta_file = root / "gsmoe_dataset.json"
+    if not meta_file.is_file():
         print(f"building the synthetic dataset {root} (once)", flush=True)
-    synthesize(root, profile=synthetic_profile(profile), seed=0, dataset=dataset or "ucf-crime", verbose=False)
+    else:
+        try:
+            version = json.loads(meta_file.read_text()).get("generator_version")
+        except (json.JSONDecodeError, AttributeError):
+            version = None
+        if version != GENERATOR_VERSION:
+            print(f"rebuilding the synthetic dataset {root}: written by generator version {version}, "
+                  f"the current one is {GENERATOR_VERSION}", flush=True)
+    synthesize(root, profile=synthetic_profile(profile), seed=0, dataset=dataset or "ucf-crime", verbose=False,
+               force=True)  # replaces only a gsmoe synthetic dataset (a foreign folder is never touched)
     return root
 
 
