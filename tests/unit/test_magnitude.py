@@ -71,3 +71,12 @@ def test_synth_command_prints_the_magnitude_score(tmp_path, capsys):
     assert main(["data", "synth", "--out", str(tmp_path / "e"), "--profile", "tiny", "--world", "drift",
                  "--anomaly-magnitude", "free"]) == 2
     assert "default world only" in capsys.readouterr().err
+
+
+def test_results_md_reports_the_magnitude_score():
+    from gsmoe_lib.reporting import results_markdown
+
+    md = results_markdown({"dataset": "ucf-crime", "profile": "quick", "seeds": 1,
+                           "l2_norm": {"auc": 51.04, "auc_abnormal": 54.9, "ap": 9.8}})
+    assert "Untrained L2-norm score of the test features (chance 50): AUC 51.04, AUC_A 54.90, AP 9.80" in md
+    assert "L2-norm" not in results_markdown({"dataset": "ucf-crime", "profile": "quick", "seeds": 1})
