@@ -28,8 +28,8 @@ A finished cell (its record exists under WORK/cells/<world>/<key>/) is not rerun
 pipeline config, the dataset's metadata and the stages, so a changed config gets fresh folders.
 
 Outputs: OUT/generalise.json (parameters, environment, the worlds with their L2-norm metrics, every cell,
-the summary, and `records`: one flat record per world x stage x seed, each with date, machine, commit and
-command) and OUT/generalise.md (the table: mean ± std over the seeds of AUC, AUC_A, AP per world and stage,
+the summary, and `records`: one flat record per world x stage x seed, each with the date, machine, commit
+and command of the call that trained it) and OUT/generalise.md (the table: mean ± std over the seeds of AUC, AUC_A, AP per world and stage,
 beside the world's untrained L2-norm AUC). OUT defaults to benchmarks/results-<machine>.
 """
 
@@ -120,8 +120,9 @@ def expert_advantage(run_dir: Path, data: Any) -> dict[str, Any] | None:
 
 
 def run_cell(world: World, seed: int, work: Path, profile: str, device: str, stages: tuple[str, ...],
-             key: str, data_root: Path) -> dict[str, Any]:
-    """Train (or load) one cell's stages and write its record (an error is returned as {"error": ...})."""
+             key: str, data_root: Path, stamp: dict[str, Any]) -> dict[str, Any]:
+    """Train (or load) one cell's stages and write its record (an error is returned as {"error": ...}).
+    `stamp` (date, machine, commit, command of the call that trains it) stays with the cell's record."""
     from gsmoe_lib.bench.precision import measure_one
     from gsmoe_lib.bench.robustness_report import MIN_KERNEL_FRACTION, stage_record
     from gsmoe_lib.training.config import config_for
@@ -139,7 +140,7 @@ def run_cell(world: World, seed: int, work: Path, profile: str, device: str, sta
         record = {"variant": world.name, "world": world.name, "seed": seed, "key": key,
                   "stages": {s: stage_record(run_dir, s, measured[s], MIN_KERNEL_FRACTION) for s in stages},
                   "own_expert_advantage": expert_advantage(run_dir, data) if "experts" in stages else None,
-                  "seconds": time.perf_counter() - start, "run_dir": str(run_dir)}
+                  "seconds": time.perf_counter() - start, "run_dir": str(run_dir), "stamp": stamp}
         runs.write_json(record_path, record)
         return record
     except Exception as exc:  # noqa: BLE001 - one failed cell must not stop the others; it is reported
@@ -155,12 +156,12 @@ def _stage_label(stage: str) -> str:
 
 def flat_records(cells: list[dict[str, Any]], worlds: dict[str, dict[str, Any]], stamp: dict[str, Any]
                  ) -> list[dict[str, Any]]:
-    """One record per (world, stage, seed): the metrics in percent, the world's L2-norm AUC, and `stamp`
-    (date, machine, commit, command). Metrics and the L2-norm AUC in percent."""
+    """One record per (world, stage, seed): the metrics in percent, the world's L2-norm AUC (percent), and the
+    date, machine, commit and command of the call that trained the cell (`stamp` for a cell that has none)."""
     out = []
     for c in cells:
         for stage, rec in c["stages"].items():
-            out.append({**stamp, "world": c["world"], "dataset": worlds[c["world"]]["dataset"],
+            out.append({**c.get("stamp", stamp), "world": c["world"], "dataset": worlds[c["world"]]["dataset"],
                         "generator": worlds[c["world"]]["world"], "stage": stage, "seed": c["seed"],
                         **{k: rec[k] for k in ("auc", "auc_abnormal", "ap", "ap_abnormal")},
                         "collapsed": rec["collapsed"], "seconds": rec["seconds"],
@@ -284,7 +285,7 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
                     record_path.unlink(missing_ok=True)
                     shutil.rmtree(work / "runs" / world.name / key / f"seed-{seed}", ignore_errors=True)
                 rec = (runs.read_json(record_path) if record_path.is_file() else
-                       run_cell(world, seed, work, args.profile, args.device, order, key, data_root))
+                       run_cell(world, seed, work, args.profile, args.device, order, key, data_root, stamp))
                 (failures if rec.get("error") else cells).append(rec)
                 bar.set_postfix_str(f"{world.name} seed {seed}" + (" FAILED" if rec.get("error") else ""))
                 bar.update(1)

@@ -66,8 +66,11 @@ def test_a_second_call_loads_the_finished_cell(finished, capsys):
     root, argv = finished
     cell = next((root / "work" / "cells" / "drift").rglob("seed-0.json"))
     mtime = cell.stat().st_mtime_ns
+    first = json.loads((root / "out" / "generalise.json").read_text())["records"]
     assert main(argv) == 0
     assert cell.stat().st_mtime_ns == mtime  # not trained again
+    again = json.loads((root / "out" / "generalise.json").read_text())["records"]
+    assert [r["date"] for r in again] == [r["date"] for r in first]  # the records keep their training call's stamp
 
 
 def test_unknown_world_is_one_line(tmp_path, capsys):
