@@ -34,6 +34,16 @@ def upstream_hashes(cfg: PipelineConfig) -> dict[str, str | None]:
     return chain
 
 
+def check_stages(cfg: PipelineConfig, run_dir: Path, stages: tuple[str, ...]) -> None:
+    """Refuse, before anything is written, a run whose stages `run_pipeline` would refuse: a stage finished with
+    another config (`runs.StageConflict`) or with a truncated record (`runs.BadRecord`), each naming the file."""
+    up = upstream_hashes(cfg)
+    asked = [s for s in stages if s in STAGES]
+    last = max((STAGES.index(s) for s in asked), default=-1)
+    for stage in [*(s for s in REFERENCE_STAGES if s in stages), *STAGES[:last + 1]]:
+        runs.Run(run_dir).stage(stage).check(stage_config(cfg, stage, up.get(stage)))
+
+
 def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, stages: tuple[str, ...] = STAGES,
                  progress: bool = True, data: Data | None = None) -> dict[str, StageResult]:
     """Run (or load, when finished with the same config) the stages in order; returns stage -> result.
@@ -46,7 +56,11 @@ def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, stages: tuple[str, ..
     if unknown:
         raise ValueError(f"unknown stages {unknown}; expected a subset of {STAGES + REFERENCE_STAGES}")
     run_dir = Path(run_dir)
-    runs.write_json(run_dir / "pipeline_config.json", cfg)
+    check_stages(cfg, run_dir, stages)  # a refused stage refuses the run before anything is written
+    record = run_dir / "pipeline_config.json"
+    if not record.is_file() or record.read_text() != runs.json_text(cfg):  # a reader of a finished run writes nothing
+        with runs.writer_lock(run_dir):
+            runs.write_json(record, cfg)
     results: dict[str, StageResult] = {}
     if "sultani" in stages:
         results["sultani"] = train_sultani(cfg, data, run_dir, progress)
