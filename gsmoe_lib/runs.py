@@ -464,8 +464,15 @@ class StageDir:
                 raise BadRecord(f"{exc}. {self._not_retrained}") from None
 
     def is_done(self, config: Any) -> bool:
-        """True when this stage finished with the same config (its DONE file holds the config hash)."""
-        return self.finished_hash() == config_hash(config) and self.checkpoint.is_file()
+        """True when this stage finished with the same config (its DONE file holds the config hash). A bad DONE
+        is a `BadRecord`, except inside `replace_finished_stages()`, where the stage is not done (`start`
+        moves it aside)."""
+        try:
+            return self.finished_hash() == config_hash(config) and self.checkpoint.is_file()
+        except BadRecord:
+            if _REPLACE_FINISHED.get():
+                return False
+            raise
 
     def check_can_start(self, config: Any) -> None:
         """Raise StageConflict when the stage finished with another config (see the module docstring)."""

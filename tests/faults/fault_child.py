@@ -130,6 +130,9 @@ def install_killer(kill: Any, landings: str | None) -> None:
 
 
 def main(args: list[str], kill: Any, log: str | None, landings: str | None) -> None:
+    import torch
+
+    torch.set_num_threads(1)  # every child alike (the same numbers), and gentle on a shared 2-core machine
     if log:
         fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.dup2(fd, 1)

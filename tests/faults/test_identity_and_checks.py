@@ -24,7 +24,7 @@ def test_a_copied_dataset_keeps_its_stages_and_a_changed_feature_file_changes_th
     assert cli.main(fh.train_args(moved, run, fault_config)) == 0  # the copy: every stage loads
     assert capsys.readouterr().out.count("(loaded)") == 4
     changed = {k for k, v in fh.snapshot(run).items() if before.get(k) != v}
-    assert changed <= {"pipeline_config.json"}  # the record of what was asked (another data_root); no stage
+    assert changed <= {"pipeline_config.json", "writer.lock"}  # the record of what was asked (another data_root)
 
     feature = sorted(moved.rglob("*.npy"))[0]
     np.save(feature, np.load(feature)[:-1])  # one snippet fewer: another size and header
@@ -45,7 +45,8 @@ def test_a_refused_config_leaves_every_file_byte_identical(fault_data, fault_con
     (run / "pipeline_config.json").write_text((run / "pipeline_config.json").read_text())  # a fresh mtime
     before = fh.snapshot(run)
     assert cli.main(fh.train_args(fault_data, run, other_config)) == 2
-    assert "gate.settings.lr" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "run/gate: this stage finished with another config" in error and "settings.lr" in error
     assert fh.snapshot(run) == before  # pipeline_config.json included, bytes and modification times
 
 
