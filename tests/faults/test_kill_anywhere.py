@@ -93,8 +93,10 @@ def test_the_console_script_killed_at_random_moments(fault_data, fault_config, f
     gsmoe = Path(sys.executable).parent / "gsmoe"
     run = tmp_path / "run"
     cmd = [str(gsmoe), *fh.train_args(fault_data, run, fault_config)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # one thread, as the reference: the same numbers
     for _ in range(2):
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                                env=env)
         deadline = time.monotonic() + 120
         while not list(run.glob("*/config.json")) and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)  # training has started
@@ -103,6 +105,6 @@ def test_the_console_script_killed_at_random_moments(fault_data, fault_config, f
         os.killpg(proc.pid, signal.SIGKILL)
         assert proc.wait() == -signal.SIGKILL
         fh.KILLS.append(f"time: the gsmoe console script, during or after stage {stage}")
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     assert fh.compare_runs(fault_run, run) == []
