@@ -25,6 +25,7 @@ from time import monotonic
 from typing import Any
 
 from nbclient.exceptions import DeadKernelError
+from nbclient.util import run_sync
 from papermill.clientwrap import PapermillNotebookClient
 from papermill.engines import NBClientEngine, papermill_engines
 
@@ -83,6 +84,9 @@ class WatchedClient(PapermillNotebookClient):
                 if self.task_poll_for_reply is not None:
                     self.task_poll_for_reply.cancel()
                 return
+
+    # nbclient binds its synchronous face to the base class's coroutine: bind it to this one
+    execute_cell = run_sync(async_execute_cell)
 
     def _get_timeout(self, cell: Any) -> int | None:
         if cell is None:  # papermill's kernel_info after the last cell: an idle kernel answers at once
