@@ -22,6 +22,7 @@ def test_a_file_size_limit_hit_by_a_checkpoint_keeps_the_previous_one(fault_data
     args = fh.train_args(fault_data, run, fault_config)
     assert fh.run_child(args, fh.Kill("stage", 2), log=log) == -9  # encoder and tgs finished
     assert fh.run_child(args, fh.Kill("step", 5), log=log) == -9  # experts: partial at iteration 3, killed in 5
+    fh.KILLS += ["stage: between stages, right after tgs/DONE", "step: inside a experts step"]
     partial = run / "experts" / "checkpoint.partial.pt"
     before, finished = partial.read_bytes(), _finished_records(run)
     limit = len(before) - 1  # the next partial checkpoint (same tensors) does not fit; the records do
@@ -40,7 +41,7 @@ def test_a_file_size_limit_hit_by_a_checkpoint_keeps_the_previous_one(fault_data
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("write", [5, 7, 9, 17])
+@pytest.mark.parametrize("write", [5, 9])  # encoder/checkpoint.pt, encoder/DONE
 def test_enospc_part_way_through_a_write(fault_data, fault_config, fault_run, tmp_path, write):
     """The disk fills during the n-th write of a run (a record, a score file, a checkpoint or DONE)."""
     run, log, landings = tmp_path / "run", tmp_path / "run.log", tmp_path / "landings.txt"
