@@ -22,6 +22,25 @@ def _die(landings: str | None, where: str) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+def _at_nth_write(runs: Any, count: dict[str, int], n: int, fault: Any) -> None:
+    """Patch runs.atomic_path: the n-th write of this process stops half written (its temporary file cut to
+    half, not renamed) and calls fault(final path, temporary path, full size)."""
+    atomic = runs.atomic_path
+
+    @contextmanager
+    def faulty(path):
+        with atomic(path) as tmp:
+            yield tmp
+            count["write"] += 1
+            if count["write"] == n:
+                size = tmp.stat().st_size
+                with open(tmp, "r+b") as fh:
+                    fh.truncate(size // 2)
+                fault(Path(path), tmp, size)
+
+    runs.atomic_path = faulty
+
+
 def install_killer(kill: Any, landings: str | None) -> None:
     """Patch the library so that this process SIGKILLs itself at the kill.n-th event of kind kill.event."""
     from gsmoe_lib import runs
@@ -47,24 +66,13 @@ def install_killer(kill: Any, landings: str | None) -> None:
     if kill.event == "enospc":  # the disk fills during the n-th write of this process: half written, then ENOSPC
         import errno
 
-        atomic = runs.atomic_path
+        def disk_full(path: Path, tmp: Path, size: int) -> None:
+            if landings:
+                with open(landings, "a") as fh:
+                    fh.write(f"enospc: the disk filled during the write of {path.parent.name}/{path.name}\n")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp))
 
-        @contextmanager
-        def full_disk(path):
-            with atomic(path) as tmp:
-                yield tmp
-                count["write"] += 1
-                if count["write"] == kill.n:
-                    size = tmp.stat().st_size
-                    with open(tmp, "r+b") as fh:
-                        fh.truncate(size // 2)
-                    if landings:
-                        with open(landings, "a") as fh:
-                            fh.write(f"enospc: the disk filled during the write of {Path(path).parent.name}/"
-                                     f"{Path(path).name}\n")
-                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp))
-
-        runs.atomic_path = full_disk
+        _at_nth_write(runs, count, kill.n, disk_full)
         return
     if kill.event == "slow":  # every step sleeps n/10 s (a writer that holds its run for a while)
         import time
@@ -102,21 +110,9 @@ def install_killer(kill: Any, landings: str | None) -> None:
         loop.optimizer_step = optimizer_step
         del original
     elif kill.event == "write":
-        atomic = runs.atomic_path
-
-        @contextmanager
-        def atomic_path(path):
-            with atomic(path) as tmp:
-                yield tmp
-                count["write"] += 1
-                if count["write"] == kill.n:
-                    size = tmp.stat().st_size
-                    with open(tmp, "r+b") as fh:
-                        fh.truncate(size // 2)
-                    _die(landings, f"write: during the write of {Path(path).parent.name}/{Path(path).name} "
-                                   f"(half of {size} bytes written, not renamed)")
-
-        runs.atomic_path = atomic_path
+        _at_nth_write(runs, count, kill.n, lambda path, tmp, size: _die(
+            landings, f"write: during the write of {path.parent.name}/{path.name} (half of {size} bytes written, "
+                      "not renamed)"))
     elif kill.event == "stage":
         finish = runs.StageDir.finish
 
