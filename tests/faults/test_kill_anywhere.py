@@ -30,12 +30,14 @@ TRAIN_KILLS = 16  # kills of the forked chains; the console-script and notebook 
 
 
 def _chain(args: list[str], rng: random.Random, landings: Path, log: Path, reference_seconds: float,
-           events: tuple[str, ...], max_children: int = 12) -> int:
-    """Kill and rerun until a child finishes; return the number of SIGKILLs."""
+           events: tuple[str, ...], max_children: int = 12, first: fh.Kill | None = None) -> int:
+    """Kill (`first`, then at random) and rerun until a child finishes; return the number of SIGKILLs."""
     kills = 0
-    for _ in range(max_children):
-        event = rng.choice(events)
-        if event == "time":
+    for child in range(max_children):
+        event = first.event if first and child == 0 else rng.choice(events)
+        if first and child == 0:
+            code = fh.run_child(args, first, log=log, landings=landings)
+        elif event == "time":
             code = fh.run_child(args, log=log, landings=landings, kill_after=rng.uniform(0.2, reference_seconds))
         else:
             code = fh.run_child(args, fh.Kill(event, rng.randint(1, DRAW[event])), log=log, landings=landings)
@@ -57,8 +59,10 @@ def test_killed_anywhere_the_rerun_equals_the_uninterrupted_run(fault_data, faul
     kills, chain = 0, 0
     while kills < TRAIN_KILLS:
         run, landings = tmp_path / f"chain-{chain}", tmp_path / f"landings-{chain}.txt"
+        # the first chain starts with a kill during the write of the first partial checkpoint (write 4)
         made = _chain(fh.train_args(fault_data, run, fault_config), rng, landings, tmp_path / f"chain-{chain}.log",
-                      reference_seconds, ("step", "step", "write", "write", "stage", "time"))
+                      reference_seconds, ("step", "step", "write", "write", "stage", "time"),
+                      first=fh.Kill("write", 4) if chain == 0 else None)
         landed = landings.read_text().splitlines() if landings.is_file() else []
         assert len(landed) == made
         fh.KILLS.extend(landed)
