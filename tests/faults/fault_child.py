@@ -103,7 +103,7 @@ def install_killer(kill: Any, landings: str | None) -> None:
             loss.backward()
             count["step"] += 1
             if count["step"] == kill.n:
-                _die(landings, f"step: inside a {current['stage']} step (after backward, before the update), "
+                _die(landings, f"step: inside a training step of {current['stage']} (after backward, before the update), "
                                f"step {kill.n} of this process")
             optimizer.step()
 

@@ -22,7 +22,7 @@ def test_a_file_size_limit_hit_by_a_checkpoint_keeps_the_previous_one(fault_data
     args = fh.train_args(fault_data, run, fault_config)
     assert fh.run_child(args, fh.Kill("stage", 2), log=log) == -9  # encoder and tgs finished
     assert fh.run_child(args, fh.Kill("step", 5), log=log) == -9  # experts: partial at iteration 3, killed in 5
-    fh.KILLS += ["stage: between stages, right after tgs/DONE", "step: inside a experts step"]
+    fh.KILLS += ["stage: between stages, right after tgs/DONE", "step: inside a training step of experts"]
     partial = run / "experts" / "checkpoint.partial.pt"
     before, finished = partial.read_bytes(), _finished_records(run)
     limit = len(before) - 1  # the next partial checkpoint (same tensors) does not fit; the records do
