@@ -103,8 +103,8 @@ def install_killer(kill: Any, landings: str | None) -> None:
             loss.backward()
             count["step"] += 1
             if count["step"] == kill.n:
-                _die(landings, f"step: inside a training step of {current['stage']} (after backward, before the update), "
-                               f"step {kill.n} of this process")
+                _die(landings, f"step: inside a training step of {current['stage']} (after backward, before the "
+                               f"update), step {kill.n} of this process")
             optimizer.step()
 
         loop.optimizer_step = optimizer_step
