@@ -12,12 +12,16 @@ Every stage writes into a run folder::
       <stage>/metrics.json     test metrics of the stage
       <stage>/test_scores.npz  per-video test scores (and test_expert_scores.npz for experts and gate)
       <stage>/DONE             written last: the stage finished with this config (its hash)
+      writer.lock              who trains into this folder now (`writer_lock`: pid, host, start time)
 
 `Run` and `StageDir` are the only code that knows these names: the trainer, `gsmoe score` (inference.py)
 and the notebooks read a run through them (`Run(RUN).seed(0).history("gate")`).
 
-All writes go to a temporary name in the same folder and are renamed into place, so an interrupted
-write never leaves a truncated file under the final name, and nothing already written is lost.
+All writes go to a temporary name in the same folder, are flushed to disk and renamed into place, so an
+interrupted write never leaves a truncated file under the final name, and nothing already written is lost;
+a write that finds the disk full raises `DiskFull` naming the file. A record found truncated or corrupt
+anyway (a bad copy, a failing disk) is a `BadRecord` naming it: the stage is neither loaded nor trained over.
+One process writes a run folder at a time (`writer_lock`); readers never lock.
 
 **A finished stage is never overwritten.** A stage's identity is the hash of its config (`config_hash`),
 which `training.config.stage_config` builds normalised: the dataset resolved, every path absolute, so the
