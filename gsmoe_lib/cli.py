@@ -36,7 +36,7 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("bench", "precision"), "gsmoe_lib.bench.precision",
      "fp32 / bf16 / TF32: every stage's metrics and time, over seeds"),
     (("bench", "robustness"), "gsmoe_lib.bench.robustness",
-     "the pipeline over variants of the synthetic data x seeds, checked against issue 12's targets"),
+     "the pipeline over variants of the synthetic data x seeds, checked against the targets"),
     (("bench", "scoring-options"), "gsmoe_lib.bench.scoring_options",
      "crops each / mean x fp32 / bf16 on a finished run's test metrics and scoring time"),
     (("bench", "moe-options"), "gsmoe_lib.bench.moe_options",

@@ -136,7 +136,7 @@ def test_deterministic_for_a_seed(tmp_path, tiny):
 
 
 # What the generator wrote for ("tiny", seed 0, D=8) at GENERATOR_VERSION 1 (the same before and after the
-# issue-14 split of synthetic.py): sha256 of the top-level files (lists, annotation, gsmoe_dataset.json) by
+# package split of synthetic.py): sha256 of the top-level files (lists, annotation, gsmoe_dataset.json) by
 # name, and the number, sum and sum of squares of all feature values. Sums, not bytes, for the features: the
 # projection is a BLAS matmul whose last bits may differ between machines.
 PINNED = {
