@@ -38,7 +38,9 @@ Decisions (none of them is in the paper):
   markdown tables beside `reporting.PAPER_NUMBERS`, in percent (`reporting.results_markdown`).
 - **Figures in the repository.** Only the default run (synthetic data, quick profile, one seed, all
   notebooks) copies its PNG figures into the repository's `figures/`, so the README always shows the
-  default run and never a tiny or a real-data run.
+  default run and never a tiny or a real-data run. With them it writes figures/results.json (the
+  headline numbers, the machine, the commit), figures/README.md and README.md's headline table
+  (`headline.write_figures_record`), so the README's numbers come from the run that drew the figures.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from gsmoe_lib import runs
+from gsmoe_lib import headline, runs
 from gsmoe_lib.reporting import results_markdown, timing_table
 from gsmoe_lib.paths import PROJECT_ROOT
 
@@ -242,13 +244,14 @@ def reproduce(out: str | Path = DEFAULT_OUT, data_root: str | Path | None = None
     runs.write_json(timings_path, ordered)
     header = {"dataset": ds, "profile": profile, "seeds": int(seeds), "device": device, "data_root": str(root),
               **{k: params[k] for k in LIST_PARAMETERS if k in params}}
-    collect_results(run_dir, header, ordered)
+    results = collect_results(run_dir, header, ordered)
     print("\n" + timing_table({nb: ordered[nb] for nb in status if nb in ordered}, status), flush=True)
     if copy_figures if copy_figures is not None else default_run:
         target = PROJECT_ROOT / "figures"
         target.mkdir(exist_ok=True)
         for png in sorted((run_dir / "figures").glob("*.png")):
             shutil.copyfile(png, target / png.name)
+        headline.write_figures_record(results, target)  # figures/results.json, figures/README.md, README's table
         print(f"figures copied to {target}", flush=True)
     print(f"results: {run_dir / 'results.md'}", flush=True)
     return run_dir
