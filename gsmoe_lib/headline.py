@@ -19,9 +19,9 @@ Decisions:
   synthetic default, so only the ordering compares; the statements under the table say which of the paper's
   orderings and of the mixture's targets hold on this run, each computed from the numbers, never written by
   hand.
-- **The commit.** `git rev-parse --short HEAD` of the project at the time of the run, plus "with local
-  changes" when tracked files other than figures/ and README.md differ from it (the figures then come from
-  code that no commit holds). Outside a git checkout (an installed wheel) it is "unknown".
+- **The commit.** `git rev-parse --short HEAD` of the project when the run starts, plus "with local changes"
+  when the code that draws the figures (`CODE_PATHS`) differs from it: the figures then come from code that
+  no commit holds. Outside a git checkout (an installed wheel) it is "unknown".
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from gsmoe_lib.reporting import METRIC_NAMES, REPORTED_METRICS, markdown_table, 
 HEADLINE_START = "<!-- headline: generated from figures/results.json by `python -m gsmoe_lib.headline` -->"
 HEADLINE_END = "<!-- end of headline -->"
 COMMAND = "make reproduce"
+CODE_PATHS = ("gsmoe_lib", "notebooks", "pyproject.toml", "requirements.lock")  # what the figures depend on
 
 # results.json key -> (row label, the paper's row key); references first, then Table 2's stages in order.
 REFERENCE_ROWS: tuple[tuple[str, str, str], ...] = (
@@ -63,8 +64,7 @@ def git_commit(root: Path = PROJECT_ROOT) -> str:
         sha = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
                              text=True, check=True, timeout=10).stdout.strip()
         dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "--",
-                                ".", ":!figures", ":!README.md"], capture_output=True, text=True, check=True,
-                               timeout=10).stdout.strip()
+                                *CODE_PATHS], capture_output=True, text=True, check=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return f"{sha} with local changes" if dirty else sha
@@ -184,9 +184,13 @@ def update_readme(readme: Path, source: Mapping[str, Any]) -> bool:
 
 
 def write_figures_record(results: Mapping[str, Any], figures_dir: Path = PROJECT_ROOT / "figures",
-                         readme: Path | None = PROJECT_ROOT / "README.md", command: str = COMMAND) -> dict[str, Any]:
-    """figures/results.json and figures/README.md from a run's results, and README.md's headline block."""
-    source = headline_source(results, git_commit(Path(figures_dir).parent), command)
+                         readme: Path | None = PROJECT_ROOT / "README.md", command: str = COMMAND,
+                         commit: str | None = None) -> dict[str, Any]:
+    """figures/results.json and figures/README.md from a run's results, and README.md's headline block.
+
+    `commit`: the project's commit when the run started (`git_commit()`; default: now).
+    """
+    source = headline_source(results, commit or git_commit(Path(figures_dir).parent), command)
     runs.write_json(Path(figures_dir) / "results.json", source)
     runs.write_text(Path(figures_dir) / "README.md", figures_readme(source))
     if readme is not None and readme.exists() and HEADLINE_START in readme.read_text():

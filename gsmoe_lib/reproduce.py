@@ -182,6 +182,7 @@ def reproduce(out: str | Path = DEFAULT_OUT, data_root: str | Path | None = None
     cwd = nb_dir.resolve()  # the kernel's folder in JupyterLab too: paths must not depend on it
     default_run = (data_root is None and dataset is None and profile == "quick" and seeds == 1 and notebooks is None
                    and not params)
+    commit = headline.git_commit()  # the code the figures come from: before any notebook runs
     selected = select_notebooks(notebooks, nb_dir)
     root = default_data(profile, dataset) if data_root is None else Path(data_root)
     if not root.is_dir():
@@ -251,7 +252,7 @@ def reproduce(out: str | Path = DEFAULT_OUT, data_root: str | Path | None = None
         target.mkdir(exist_ok=True)
         for png in sorted((run_dir / "figures").glob("*.png")):
             shutil.copyfile(png, target / png.name)
-        headline.write_figures_record(results, target)  # figures/results.json, figures/README.md, README's table
+        headline.write_figures_record(results, target, commit=commit)  # figures/README.md, README's table
         print(f"figures copied to {target}", flush=True)
     print(f"results: {run_dir / 'results.md'}", flush=True)
     return run_dir
