@@ -86,6 +86,7 @@ def headline_source(results: Mapping[str, Any], commit: str, command: str = COMM
         "references": {k: results[k] for k in keep},
         "own_expert_advantage": (results.get("specialisation") or {}).get("own_expert_advantage"),
         "masking_mean_drop": (results.get("masking") or {}).get("mean_drop"),
+        "tsne_silhouette": (results.get("tsne") or {}).get("silhouette"),
         "notebook_seconds": float(sum(float(v) for v in timings.values())) if timings else None,
     }
 
@@ -108,24 +109,28 @@ def statements(source: Mapping[str, Any]) -> list[str]:
     chain = [k for k in ("gsmoe", "tgs", "baseline") if auc.get(k) is not None]
     if len(chain) == 3:
         ok = auc["gsmoe"] >= auc["tgs"] >= auc["baseline"]
-        out.append(f"The paper's ordering gate ≥ TGS ≥ baseline on AUC {_holds(ok)}: "
+        out.append(f"Gate ≥ TGS ≥ baseline on AUC (the paper's order) {_holds(ok)}: "
                    + " / ".join(f"{names[k]} {percent(auc[k])}" for k in chain) + ".")
     for key, label, _ in REFERENCE_ROWS:
         ref = (refs.get(key) or {}).get("auc")
         if ref is not None and auc.get("baseline") is not None:
-            out.append(f"The baseline above the {label.split(' (')[0]} reference on AUC {_holds(auc['baseline'] > ref)}: "
+            out.append(f"Baseline above the {label.split(' (')[0]} reference on AUC {_holds(auc['baseline'] > ref)}: "
                        f"{percent(auc['baseline'])} against {percent(ref)}.")
     adv = source.get("own_expert_advantage")
     if isinstance(adv, Mapping) and adv.get("mean") is not None:
         ok = adv["mean"] >= ADVANTAGE_TARGET and (adv.get("n_positive") or 0) >= CLASSES_POSITIVE_TARGET
-        out.append(f"The experts specialise (target: own-expert advantage ≥ +{ADVANTAGE_TARGET:g} AUC points, "
-                   f"positive for ≥ {CLASSES_POSITIVE_TARGET} of 13 classes) {_holds(ok)}: "
-                   f"{points(adv['mean'])}, {adv.get('n_positive')} of {adv.get('n_classes')} classes positive.")
+        out.append(f"Experts specialise (target: own-expert advantage ≥ +{ADVANTAGE_TARGET:g} AUC points, "
+                   f"≥ {CLASSES_POSITIVE_TARGET} of 13 classes positive) {_holds(ok)}: "
+                   f"{points(adv['mean'])}, {adv.get('n_positive')} of {adv.get('n_classes')}.")
     drop = source.get("masking_mean_drop")
     if isinstance(drop, Mapping) and drop.get("zero") is not None:
-        out.append(f"The gate depends on the class's own expert (target: masking it by zero lowers the class's "
-                   f"AUC by ≥ {MASKING_DROP_TARGET:g} points; the paper: 14.0) {_holds(drop['zero'] >= MASKING_DROP_TARGET)}: "
-                   f"{points(drop['zero'])}.")
+        ok = drop["zero"] >= MASKING_DROP_TARGET
+        out.append(f"Masking a class's own expert lowers its AUC by ≥ {MASKING_DROP_TARGET:g} points (the paper: "
+                   f"14.0) {_holds(ok)}: {points(drop['zero'])}.")
+    sil = source.get("tsne_silhouette")
+    if isinstance(sil, Mapping) and sil.get("experts") is not None and sil.get("baseline") is not None:
+        out.append(f"Classes separate more after the experts (Fig. 5: t-SNE silhouette above the baseline's) "
+                   f"{_holds(sil['experts'] > sil['baseline'])}: {sil['experts']:.2f} against {sil['baseline']:.2f}.")
     return out
 
 
@@ -157,10 +162,10 @@ def figures_readme(source: Mapping[str, Any]) -> str:
         "# Figures of the default run",
         "",
         f"Every PNG here was written by `{source.get('command')}` (the default `gsmoe reproduce` run: synthetic",
-        f"UCF-shaped data, quick profile, one seed) at commit **{source.get('commit')}** on "
-        f"{source.get('written')}. The same run's headline numbers are in `results.json` beside them, and",
-        "README.md's headline table is generated from that file (`python -m gsmoe_lib.headline`). The PDF",
-        "versions and every other table stay in the run folder (`runs/reproduce/`).",
+        f"UCF-shaped data, quick profile, one seed) at commit **{source.get('commit')}** on {source.get('written')}.",
+        "The same run's headline numbers are in `results.json` beside them, and README.md's headline table is",
+        "generated from that file (`python -m gsmoe_lib.headline`). The PDF versions and every other table stay",
+        "in the run folder (`runs/reproduce/`).",
         "",
         headline_markdown(source),
     ])

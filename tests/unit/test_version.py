@@ -20,7 +20,8 @@ def test_version_is_semantic_and_printed_by_the_cli(capsys):
 
 
 def test_installed_metadata_changelog_and_citation_carry_the_same_version():
-    assert version("gsmoe") == __version__  # pyproject reads gsmoe_lib.__version__ (dynamic version)
+    # pyproject reads gsmoe_lib.__version__ (dynamic version); an older editable install needs `make setup`
+    assert version("gsmoe") == __version__, "the installed metadata is stale: run make setup"
     changelog = (PROJECT_ROOT / "CHANGELOG.md").read_text()
     assert re.search(rf"^## \[{re.escape(__version__)}\] - \d{{4}}-\d{{2}}-\d{{2}}$", changelog, re.M)
     assert "Unreleased" not in changelog
