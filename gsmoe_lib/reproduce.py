@@ -137,15 +137,41 @@ def select_notebooks(notebooks: Sequence[str] | None, folder: Path) -> list[str]
     return [nb for nb in NOTEBOOKS if nb in chosen]
 
 
+def _l2_norm(root: Path, dataset: str, params: Mapping[str, Any]) -> dict[str, float] | None:
+    """The untrained L2-norm score of the test split (`data.magnitude`) in percent, for results.md; None (with
+    the reason printed) when the test split cannot be read that way."""
+    from gsmoe_lib.data.magnitude import magnitude_metrics
+
+    try:
+        m = magnitude_metrics(root, dataset, params.get("test_list") or None, params.get("annotations") or None)
+    except (OSError, ValueError) as err:
+        print(f"untrained L2-norm score not measured: {err}", flush=True)
+        return None
+    return {k: 100.0 * float(m[k]) for k in ("auc", "auc_abnormal", "ap")}
+
+
 def default_data(profile: str, dataset: str | None) -> Path:
-    """The profile's synthetic dataset under the project root, built if missing."""
-    from gsmoe_lib.data.synthetic import synthesize
+    """The profile's synthetic dataset under the project root, built if missing, rebuilt when an older
+    generator wrote it (its gsmoe_dataset.json differs: the folder is the project's own default data)."""
+    import json
+
+    from gsmoe_lib.data.synthetic import GENERATOR_VERSION, synthesize
     from gsmoe_lib.training.config import default_data_root, synthetic_profile
 
     root = Path(default_data_root(profile, dataset))  # the one place that names the synthetic data folders
-    if not (root / "gsmoe_dataset.json").is_file():
+    meta_file = root / "gsmoe_dataset.json"
+    if not meta_file.is_file():
         print(f"building the synthetic dataset {root} (once)", flush=True)
-    synthesize(root, profile=synthetic_profile(profile), seed=0, dataset=dataset or "ucf-crime", verbose=False)
+    else:
+        try:
+            version = json.loads(meta_file.read_text()).get("generator_version")
+        except (json.JSONDecodeError, AttributeError):
+            version = None
+        if version != GENERATOR_VERSION:
+            print(f"rebuilding the synthetic dataset {root}: written by generator version {version}, "
+                  f"the current one is {GENERATOR_VERSION}", flush=True)
+    synthesize(root, profile=synthetic_profile(profile), seed=0, dataset=dataset or "ucf-crime", verbose=False,
+               force=True)  # replaces only a gsmoe synthetic dataset (a foreign folder is never touched)
     return root
 
 
@@ -244,7 +270,8 @@ def reproduce(out: str | Path = DEFAULT_OUT, data_root: str | Path | None = None
     ordered = {nb: timings[nb] for nb in NOTEBOOKS if nb in timings}
     runs.write_json(timings_path, ordered)
     header = {"dataset": ds, "profile": profile, "seeds": int(seeds), "device": device, "data_root": str(root),
-              **{k: params[k] for k in LIST_PARAMETERS if k in params}}
+              **{k: params[k] for k in LIST_PARAMETERS if k in params},
+              "l2_norm": _l2_norm(root, ds, params)}
     results = collect_results(run_dir, header, ordered)
     print("\n" + timing_table({nb: ordered[nb] for nb in status if nb in ordered}, status), flush=True)
     if copy_figures if copy_figures is not None else default_run:

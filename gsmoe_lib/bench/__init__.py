@@ -5,6 +5,8 @@
     precision         fp32 / bf16 / TF32: their effect on every stage's metrics and time, over seeds
     robustness        the whole pipeline over variants of the synthetic generator x seeds, checked against the targets
                       (`robustness`; the summary, targets and tables: `robustness_report`)
+    generalise        the references and every stage on each synthetic world (default, drift, XD-shaped) x seeds,
+                      beside each world's untrained L2-norm AUC (`generalise`)
     scoring-options   crops "each" / "mean" x fp32 / bf16 on a finished run's test metrics and time
     moe-options       the MoE options (pseudo-label sources, extensions) over seeds
     encoder-schedule  test metrics along training of the quick encoder or the Sultani MIL stage
