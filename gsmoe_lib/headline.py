@@ -150,7 +150,7 @@ def headline_markdown(source: Mapping[str, Any]) -> str:
     text = [markdown_table(header, lines),
             f"Source: `{source.get('command')}` at commit {source.get('commit')} ({source.get('written')}; "
             f"{source.get('dataset')}-shaped synthetic data, profile {source.get('profile')}, "
-            f"{source.get('seeds')} seed(s), device {source.get('device')}, {where}"
+            f"{source.get('seeds')} seed{'' if source.get('seeds') == 1 else 's'}, device {source.get('device')}, {where}"
             + (f"; the notebooks ran {seconds / 60:.1f} min" if seconds else "") + ").", ""]
     text += [f"- {s}" for s in statements(source)]
     return "\n".join(text) + "\n"
