@@ -319,9 +319,10 @@ def results_markdown(results: Mapping[str, Any]) -> str:
         "comparable. AP is scikit-learn's average precision; the paper's AP is shown beside it.\n",
     ]
     l2 = results.get("l2_norm")
-    if isinstance(l2, Mapping):  # data.magnitude: how far the feature norm alone, untrained, separates the anomalies
+    if isinstance(l2, Mapping):  # data.magnitude: how far the feature norm alone separates the anomalies
         out.append(f"Untrained L2-norm score of the test features (chance 50): AUC {l2['auc']:.2f}, AUC_A "
-                   f"{l2['auc_abnormal']:.2f}, AP {l2['ap']:.2f}. A dataset far from chance rewards a magnitude bias.\n")
+                   f"{l2['auc_abnormal']:.2f}, AP {l2['ap']:.2f}. A dataset far from chance rewards a "
+                   "magnitude bias.\n")
     ablation = results.get("ablation")
     if isinstance(ablation, Mapping):
         rows = [(*_ABLATION_LABELS[k], ablation[k]) for k in ABLATION_ROWS if k in ablation]

@@ -40,14 +40,16 @@ world (`features.py`) in the three ways a held-out set can differ:
 **Magnitude carries no label.** The feature of snippet t is x[t] = m[t] · v[t] / ||v[t]||, v[t] = q[t] A: its
 direction comes from the mixture, its norm m[t] from a process that never sees the labels: a log-normal
 AR(1) around `magnitude_median` (`magnitude_rho`, `magnitude_std`; a per-scene level `magnitude_scene_std`,
-off by default because a level shared by a whole window swings the pooled score by ±10 points) and bursts that multiply it by up to 1 + `burst_gain` (Poisson `burst_rate` per 100
-snippets, mean length `burst_snippets`: flashes, glare) in every video. So the untrained L2-norm score
-(`data.magnitude`) is at chance by construction, as for real I3D features of subtle anomalies.
+off by default because a level shared by a whole window swings the pooled score by ±10 points) and bursts
+that multiply it by up to 1 + `burst_gain` (Poisson `burst_rate` per 100 snippets, mean length
+`burst_snippets`: flashes, glare) in every video. So the untrained L2-norm score (`data.magnitude`) is at
+chance by construction, as for real I3D features of subtle anomalies.
 
 Non-negative and temporally smooth like real I3D avg-pool features: atoms and weights are non-negative,
 and the feature's direction changes through AR(1) processes with coefficients of 0.9 or more, except at the
-scene cuts and the anomalies' abrupt onsets (its norm varies faster, by about 10%: see above). Crops: x_c = x · exp(o_c + ε_c[t]), o_c [D] a per-crop offset
-(`crop_offset_std`), ε white noise (`crop_noise_std`): non-negative, close, not identical.
+scene cuts and the anomalies' abrupt onsets (its norm varies faster, by about 10%: see above).
+Crops: x_c = x · exp(o_c + ε_c[t]), o_c [D] a per-crop offset (`crop_offset_std`), ε white noise
+(`crop_noise_std`): non-negative, close, not identical.
 
 Random streams: the world from SeedSequence([seed, 10]); video i of split s from SeedSequence([seed, 13,
 s, i]): a video's features do not depend on the others. The plan's streams are the default world's, so a
@@ -64,6 +66,7 @@ import numpy as np
 
 from gsmoe_lib.data.ground_truth import SNIPPET_FRAMES
 from gsmoe_lib.data.synthetic.config import SynthConfig
+from gsmoe_lib.data.synthetic.features import burst_profile
 from gsmoe_lib.data.synthetic.plan import PlannedVideo
 
 # The class hierarchy (point 3 of the module docstring): every UCF-Crime and XD-Violence class in one family.
@@ -210,17 +213,6 @@ def _ar1(rng: np.random.Generator, t: int, k: int, rho: float, std: float) -> np
     return out
 
 
-def _bursts(rng: np.random.Generator, t: int, rate: float, mean_snippets: float) -> np.ndarray:
-    """[T] sum of Poisson(`rate` per 100 snippets) half-sine bursts of exponential length."""
-    profile = np.zeros(t)
-    for _ in range(int(rng.poisson(rate * t / 100))):
-        length = max(1.0, float(rng.exponential(mean_snippets)))
-        start = float(rng.uniform(-length / 2, t))
-        u = (np.arange(t) + 0.5 - start) / length
-        profile += np.where((u > 0) & (u < 1), np.sin(np.pi * np.clip(u, 0, 1)), 0.0)
-    return profile
-
-
 def scene_cuts(rng: np.random.Generator, t: int, rate: float) -> np.ndarray:
     """The scene index of every snippet [T] (int): cuts at Poisson(`rate` per 100 snippets) random snippets."""
     n_cuts = min(int(rng.poisson(rate * t / 100)), max(t - 1, 0))
@@ -265,7 +257,7 @@ def normal_mixture(t: int, world: DriftWorld, dcfg: DriftConfig, rng: np.random.
     w_scene /= w_scene.sum(1, keepdims=True)
     # activity: a smooth share around activity_level, plus rushes
     level = dcfg.activity_level * np.exp(_ar1(rng, t, 1, dcfg.activity_rho, 0.5))[:, 0]            # [T]
-    level = np.clip(level + dcfg.rush_share * _bursts(rng, t, dcfg.rush_rate, dcfg.rush_snippets), 0.0, 0.9)
+    level = np.clip(level + dcfg.rush_share * burst_profile(t, dcfg.rush_rate, dcfg.rush_snippets, rng), 0.0, 0.9)
     mix = np.exp(_ar1(rng, t, world.n_activity, dcfg.activity_rho, 1.0))                           # [T, n_act]
     mix /= mix.sum(1, keepdims=True)
     q[:, :world.n_scene] = (1 - level)[:, None] * w_scene
@@ -277,7 +269,7 @@ def magnitude(t: int, dcfg: DriftConfig, rng: np.random.Generator, scenes: np.nd
     """m [T] > 0: the feature norm of each snippet, drawn without reference to any label."""
     levels = rng.normal(0.0, dcfg.magnitude_scene_std, size=int(scenes.max()) + 1)[scenes]      # [T]
     slow = _ar1(rng, t, 1, dcfg.magnitude_rho, dcfg.magnitude_std)[:, 0]
-    bursts = 1.0 + dcfg.burst_gain * _bursts(rng, t, dcfg.burst_rate, dcfg.burst_snippets)
+    bursts = 1.0 + dcfg.burst_gain * burst_profile(t, dcfg.burst_rate, dcfg.burst_snippets, rng)
     return dcfg.magnitude_median * np.exp(levels + slow) * bursts
 
 

@@ -105,7 +105,7 @@ def _latent_path(video: PlannedVideo, world: World, cfg: SynthConfig,
         z[i] = cfg.ar_rho * z[i - 1] + innov[i]
     z += rng.normal(0.0, cfg.scene_std, size=k)  # scene, constant over the video
     # motion distractors: bursts with a smooth (half-sine) profile, in every video
-    motion = _bursts(t, cfg.distractor_rate, cfg.distractor_snippets, rng)  # [T]
+    motion = burst_profile(t, cfg.distractor_rate, cfg.distractor_snippets, rng)  # [T]
     z += cfg.distractor_amp * motion[:, None] * world.motion[None, :]
     if video.classes:
         direction = sum(world.signatures[c] for c in video.classes)
@@ -118,8 +118,11 @@ def _latent_path(video: PlannedVideo, world: World, cfg: SynthConfig,
     return z, np.zeros_like(z)
 
 
-def _bursts(t: int, rate: float, mean_snippets: float, rng: np.random.Generator) -> np.ndarray:
-    """[T] sum of Poisson(`rate` per 100 snippets) half-sine bursts of exponential length (mean `mean_snippets`)."""
+def burst_profile(t: int, rate: float, mean_snippets: float, rng: np.random.Generator) -> np.ndarray:
+    """[T] sum of Poisson(`rate` per 100 snippets) half-sine bursts of exponential length (mean `mean_snippets`).
+
+    The distractors (step 5) and the magnitude bursts (step 8) here, and the drift world's rushes and bursts.
+    """
     n_bursts = int(rng.poisson(rate * t / 100))
     profile = np.zeros(t)
     for _ in range(n_bursts):
@@ -139,7 +142,8 @@ def _norm_ratio(reference: np.ndarray, x: np.ndarray) -> np.ndarray:
 def video_features(video: PlannedVideo, world: World, cfg: SynthConfig, rng: np.random.Generator) -> np.ndarray:
     """Features [C, T, D] float32 of one video."""
     if cfg.anomaly_magnitude not in ANOMALY_MAGNITUDES:
-        raise ValueError(f"anomaly_magnitude {cfg.anomaly_magnitude!r}: expected one of {', '.join(ANOMALY_MAGNITUDES)}")
+        raise ValueError(f"anomaly_magnitude {cfg.anomaly_magnitude!r}: expected one of "
+                         f"{', '.join(ANOMALY_MAGNITUDES)}")
     z, anomaly = _latent_path(video, world, cfg, rng)             # [T, K] each
     h = world.bias + z @ world.projection                         # [T, D]
     offsets = rng.normal(0.0, cfg.crop_offset_std, size=(cfg.n_crops, 1, cfg.feature_dim))
@@ -151,7 +155,7 @@ def video_features(video: PlannedVideo, world: World, cfg: SynthConfig, rng: np.
         # one factor per snippet for all crops: the crop-averaged feature (what is scored) keeps its norm exactly
         x = x * _norm_ratio(without.mean(0), x.mean(0))[None]
     if cfg.magnitude_burst_rate > 0:
-        gain = 1.0 + cfg.magnitude_burst_gain * _bursts(video.n_snippets, cfg.magnitude_burst_rate,
+        gain = 1.0 + cfg.magnitude_burst_gain * burst_profile(video.n_snippets, cfg.magnitude_burst_rate,
                                                         cfg.magnitude_burst_snippets, rng)  # [T]
         x = x * gain[None, :, None]
     return x.astype(np.float32)
