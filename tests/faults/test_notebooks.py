@@ -58,10 +58,13 @@ def test_gsmoe_reproduce_killed_inside_a_notebook_resumes(tiny_run, tiny_data, t
     while not partial.is_file() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)  # the notebook's kernel has started the encoder stage
     assert proc.poll() is None, "gsmoe reproduce ended before its notebook trained"
-    time.sleep(rng.uniform(0.5, 3.0))
-    os.killpg(proc.pid, signal.SIGKILL)  # the job: gsmoe reproduce and the notebook's kernel
+    time.sleep(rng.uniform(0.2, 1.0))
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # the job: gsmoe reproduce and the notebook's kernel
+        fh.KILLS.append("notebook: gsmoe reproduce and its kernel, inside notebook 50's encoder stage")
+    except ProcessLookupError:  # a fast machine finished the notebook first: the rerun then only loads
+        pass
     proc.wait()
-    fh.KILLS.append("notebook: gsmoe reproduce and its kernel, inside notebook 50's encoder stage")
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert fh.compare_runs(tiny_run / "seed-0", out / "seed-0", stages=("encoder",)) == []
