@@ -156,7 +156,7 @@ def _stage_label(stage: str) -> str:
 def flat_records(cells: list[dict[str, Any]], worlds: dict[str, dict[str, Any]], stamp: dict[str, Any]
                  ) -> list[dict[str, Any]]:
     """One record per (world, stage, seed): the metrics in percent, the world's L2-norm AUC, and `stamp`
-    (date, machine, commit, command)."""
+    (date, machine, commit, command). Metrics and the L2-norm AUC in percent."""
     out = []
     for c in cells:
         for stage, rec in c["stages"].items():
@@ -164,7 +164,7 @@ def flat_records(cells: list[dict[str, Any]], worlds: dict[str, dict[str, Any]],
                         "generator": worlds[c["world"]]["world"], "stage": stage, "seed": c["seed"],
                         **{k: rec[k] for k in ("auc", "auc_abnormal", "ap", "ap_abnormal")},
                         "collapsed": rec["collapsed"], "seconds": rec["seconds"],
-                        "l2_norm_auc": worlds[c["world"]]["l2_norm"]["auc"],
+                        "l2_norm_auc": 100.0 * worlds[c["world"]]["l2_norm"]["auc"],
                         **({"own_expert_advantage": (c.get("own_expert_advantage") or {}).get("mean")}
                            if stage == "experts" else {})})
     return out
