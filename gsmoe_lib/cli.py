@@ -36,7 +36,7 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("bench", "precision"), "gsmoe_lib.bench.precision",
      "fp32 / bf16 / TF32: every stage's metrics and time, over seeds"),
     (("bench", "robustness"), "gsmoe_lib.bench.robustness",
-     "the pipeline over variants of the synthetic data x seeds, checked against issue 12's targets"),
+     "the pipeline over variants of the synthetic data x seeds, checked against the targets"),
     (("bench", "generalise"), "gsmoe_lib.bench.generalise",
      "the references and every stage on each synthetic world (default, drift, XD-shaped) x seeds, one table"),
     (("bench", "scoring-options"), "gsmoe_lib.bench.scoring_options",

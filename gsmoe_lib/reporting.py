@@ -363,7 +363,7 @@ def results_markdown(results: Mapping[str, Any]) -> str:
 
 
 def _diagnostics_markdown(results: Mapping[str, Any]) -> list[str]:
-    """Issue 12's diagnostics: do the experts specialise, does the gate use them, did a stage collapse."""
+    """The mixture's diagnostics: do the experts specialise, does the gate use them, did a stage collapse."""
     rows = []
     spec = results.get("specialisation")
     adv = spec.get("own_expert_advantage") if isinstance(spec, Mapping) else None
@@ -371,7 +371,7 @@ def _diagnostics_markdown(results: Mapping[str, Any]) -> list[str]:
         rows.append(("own-expert advantage (AUC points, mean over classes; notebook 12)",
                      f"{points(adv.get('mean'), adv.get('std'))} ({adv.get('n_positive')} of "
                      f"{adv.get('n_classes')} classes positive)",
-                     "experts specialise (Fig. 5, Table 4); issue 12: ≥ +3, ≥ 10 of 13 positive"))
+                     "experts specialise (Fig. 5, Table 4); target ≥ +3 points, positive for ≥ 10 of 13 classes"))
     masking = results.get("masking")
     drop = masking.get("mean_drop") if isinstance(masking, Mapping) else None
     if isinstance(drop, Mapping):
@@ -381,7 +381,7 @@ def _diagnostics_markdown(results: Mapping[str, Any]) -> list[str]:
                 rows.append((f"Table 4: mean drop of a class's AUC, own expert masked {how} (points; notebook 30)",
                              points(drop[fill], masking.get("mean_drop_std", {}).get(fill)),
                              (f"{paper:.2f} (masked ≈ 50)" if fill == "zero" and paper is not None else "–")
-                             + ("; issue 12: ≥ 2" if fill == "zero" else "")))
+                             + ("; target ≥ 2 points" if fill == "zero" else "")))
     tsne = results.get("tsne")
     sil = tsne.get("silhouette") if isinstance(tsne, Mapping) else None
     if isinstance(sil, Mapping) and sil:
@@ -390,7 +390,7 @@ def _diagnostics_markdown(results: Mapping[str, Any]) -> list[str]:
                      "the classes separate after the experts (Fig. 5): experts > baseline"))
     out = []
     if rows:
-        out += ["## Diagnostics of the mixture (issue 12)\n",
+        out += ["## Diagnostics of the mixture\n",
                 "| what | ours | paper / target |\n|---|---|---|\n"
                 + "".join(f"| {a} | {b} | {c} |\n" for a, b, c in rows)]
     collapse = results.get("collapse")
