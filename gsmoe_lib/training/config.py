@@ -18,6 +18,15 @@ Decisions where the paper is silent (each is a field here; the measurements behi
 - The gate reads the experts' logits (`GateConfig.expert_input`), as the paper says.
 - Extensions beyond the paper, off by default: `ExpertsConfig.other_class_negatives`,
   `GateConfig.feature_dropout`.
+- How long each stage trains (`ValidationConfig`, `training.validation`): by default a stratified 15% of
+  the TRAINING videos is held out (every class and the normal videos represented, from `split_seed`; only
+  their video-level labels are used), every stage validates every `validate_every` steps (video-level ROC
+  AUC of the held-out videos' top-k scores), keeps its best validated checkpoint and stops after `patience`
+  validations without improvement; its `iterations` is then the profile's maximum. This DEPARTS from
+  UR-DMU's practice of keeping the checkpoint with the best TEST AUC (UCF-Crime) / AP (XD-Violence): here
+  no test label chooses anything. The held-out share shrinks the training set by that share.
+  `selection="fixed"` (with `share=0.0`: exactly the earlier behaviour) trains every stage its
+  `iterations`. docs/decisions-validation.md.
 
 One resolver builds a config from what a user gives: `config_for` (the notebooks' parameters and
 `gsmoe train`'s options both go through it). The default data folder of a profile and dataset is
@@ -61,6 +70,8 @@ class EncoderConfig:
     weight_decay: float = 5e-5
     init_checkpoint: str | None = None  # a released UR-DMU state_dict: start from it (iterations=0: use as is)
     checkpoint_every: int = 200
+    validate_every: int = 100  # steps between validations (ValidationConfig); `iterations` is the maximum
+    patience: int = 5  # validations without improvement before the stage stops (selection "validation")
 
 
 @dataclass
@@ -84,6 +95,8 @@ class TGSTrainingConfig:
     tgs: TGSConfig = field(default_factory=TGSConfig)
     refresh_every: int | None = None  # None: one epoch of the stage's abnormal pool (mean pool for experts)
     checkpoint_every: int = 200
+    validate_every: int = 100  # steps between validations; validations in the first epoch are not selected
+    patience: int = 5  # validations without improvement before the stage stops (selection "validation")
 
 
 @dataclass
@@ -100,6 +113,9 @@ class ExpertsConfig(TGSTrainingConfig):
     # Extension (not in the paper): this share of each expert's negative half is drawn from the OTHER
     # experts' abnormal samples (target: their top-k -> 0, like a normal video). 0 = the paper (normals only).
     other_class_negatives: float = 0.0
+    # What the validation rule maximises: "combined" (the experts combined by `expert_combine`: the held-out
+    # videos' AUC) | "own" (an extension: the mean of each expert's own-class validation AUC)
+    validation_score: str = "combined"
 
 
 @dataclass
@@ -130,6 +146,35 @@ class SultaniConfig:
     bottleneck: int = 32
     dropout: float = 0.6
     checkpoint_every: int = 2000
+    validate_every: int = 500
+    patience: int = 5
+
+
+@dataclass
+class TopKMILConfig:
+    """The top-k MIL MLP, the second reference (`training.topk_mil`): the plainest member of the family
+    RTFM and UR-DMU come from (a one-hidden-layer MLP trained with BCE on the mean of the top-k segments)."""
+
+    iterations: int = 3000  # the maximum; the validation rule chooses the length
+    batch_normal: int = 16
+    batch_abnormal: int = 16
+    n_segments: int = 32  # segments per training video (mean of the snippets in each), crops averaged
+    lr: float = 1e-3  # Adam
+    weight_decay: float = 5e-4
+    hidden: int = 512
+    dropout: float = 0.6
+    checkpoint_every: int = 500
+    validate_every: int = 50
+    patience: int = 5
+
+
+@dataclass
+class ValidationConfig:
+    """The held-out share of the training videos and how it chooses each stage's length (module docstring)."""
+
+    selection: str = "validation"  # "validation": best validated checkpoint, early stop | "fixed": `iterations`
+    share: float = 0.15  # of the training videos, stratified by class (normals too); 0: no hold-out
+    split_seed: int = 0  # the split depends on this and the list of videos only (not on the run seed)
 
 
 @dataclass
@@ -140,6 +185,8 @@ class PipelineConfig:
     experts: ExpertsConfig = field(default_factory=ExpertsConfig)
     gate: GateConfig = field(default_factory=GateConfig)
     sultani: SultaniConfig = field(default_factory=SultaniConfig)  # the reference MIL detector (Table 2's floor)
+    topk_mil: TopKMILConfig = field(default_factory=TopKMILConfig)  # the top-k MIL MLP reference
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
     seed: int = 0
     device: str = "cpu"
     amp: str = "none"  # "none" | "bf16" (autocast); see README's performance section
@@ -278,14 +325,15 @@ def data_identity(cfg: DataConfig) -> dict[str, Any]:
 def stage_config(cfg: PipelineConfig, stage: str, upstream: str | None) -> dict[str, Any]:
     """A stage's identity (its config hash is what DONE records): settings, data, seed, amp, upstream hash.
 
-    The Sultani reference reads the raw features, so the other stages' pooling (`n_segments`, `crops`) is
+    The references (Sultani, top-k MIL) read the raw features, so the other stages' pooling (`n_segments`, `crops`) is
     not part of its data.
     """
     settings = asdict(getattr(cfg, stage))
+    settings["validation"] = asdict(cfg.validation)  # the held-out share changes the training set
     if settings.get("init_checkpoint"):  # a path: absolute, like the data's (runs.py: equal runs hash equal)
         settings["init_checkpoint"] = str(Path(settings["init_checkpoint"]).resolve())
     data = data_identity(cfg.data)
-    if stage == "sultani":
+    if stage in ("sultani", "topk_mil"):
         data = {k: v for k, v in data.items() if k not in ("n_segments", "crops")}
     return {"stage": stage, "settings": settings, "data": data, "seed": cfg.seed, "amp": cfg.amp,
             "upstream": upstream}

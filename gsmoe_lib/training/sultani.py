@@ -13,6 +13,8 @@ The stage, as Sultani et al. train it:
   on the raw features, trained with `losses.sultani_ranking_loss` (hinge on the bags' top segments,
   smoothness and sparsity with λ1 = λ2 = 8e-5);
 - batches of 30 abnormal + 30 normal bags, Adagrad.
+- length: the validation rule of every stage (`training.validation`): the held-out training videos ranked
+  by their top segment's score (the score the ranking loss trains), best checkpoint kept, early stop;
 - test: every snippet of every test video is scored (no pooling, as every other stage here; Sultani's
   evaluation scores 32 segments and repeats each over its frames), crops as below.
 
@@ -62,7 +64,9 @@ from gsmoe_lib.models.sultani import SultaniMLP
 from gsmoe_lib.training.config import PipelineConfig, SultaniConfig, dataset_name, stage_config
 from gsmoe_lib.training.data import Data, open_splits
 from gsmoe_lib.training.loop import optimizer_step
-from gsmoe_lib.training.stages import StageResult, Trained, Training, evaluate, load_or_train, stage_generator
+from gsmoe_lib.training.stages import (StageResult, Trained, Training, eval_scores, evaluate, held_out_validation,
+                                       load_or_train, stage_generator)
+from gsmoe_lib.training.validation import hold_out_set
 
 STAGE = "sultani"
 CROP_MODES = ("mean", "independent")
@@ -148,8 +152,13 @@ def train_sultani(cfg: PipelineConfig, data: Data | None, run_dir: str | Path, p
             metrics["test_score_std"] = float(np.concatenate(all_scores).std()) if all_scores else float("nan")
             return Trained(model, metrics, scores, {**model.checkpoint_payload(), "crops": sc.crops})
 
-        batches = bags.sampler(sc.batch_normal, sc.batch_abnormal, generator=stage_generator(cfg.seed, STAGE))
-        return Training({"model": model}, optimizer, sc.iterations, sc.checkpoint_every, batches, step, finish)
+        val = hold_out_set(bags, cfg.validation)
+        batches = bags.sampler(sc.batch_normal, sc.batch_abnormal, generator=stage_generator(cfg.seed, STAGE),
+                               among=val.train_mask)
+        # Sultani's loss reads each bag's top segment: validation ranks videos by their top-1 segment score
+        validation = held_out_validation(cfg, sc, val, eval_scores(model, model, features, cfg), k=1)
+        return Training({"model": model}, optimizer, sc.iterations, sc.checkpoint_every, batches, step, finish,
+                        validation)
 
     return load_or_train(cfg, run_dir, stage_name, stage_config(cfg, STAGE, None), STAGE, SultaniMLP.from_checkpoint,
                          build, progress, on_step)
