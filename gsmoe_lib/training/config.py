@@ -197,29 +197,41 @@ class PipelineConfig:
 PROFILES: dict[str, dict[str, Any]] = {
     "paper": {},
     "quick": {  # sized so that `make reproduce` (every notebook, 1 seed) fits 15 minutes on a 2-core CPU
+        # Every stage stops by the validation rule (ValidationConfig); `iterations` is each one's maximum and
+        # `patience` x `validate_every` the steps it may go on without a better held-out AUC.
         "data": {"n_segments": 64},
         # lr 1e-3: at UR-DMU's 1e-4, 100 steps leave the encoder below Sultani's MIL MLP on both datasets
         # (`gsmoe bench encoder-schedule`, benchmarks/sultani-floor.md).
-        "encoder": {"iterations": 100, "lr": 1e-3, "batch_normal": 16, "batch_abnormal": 16, "checkpoint_every": 50},
-        "tgs": {"iterations": 50, "batch_normal": 16, "batch_abnormal": 16, "checkpoint_every": 25},
+        "encoder": {"iterations": 400, "lr": 1e-3, "batch_normal": 16, "batch_abnormal": 16, "checkpoint_every": 50,
+                    "validate_every": 25, "patience": 4},
+        "tgs": {"iterations": 200, "batch_normal": 16, "batch_abnormal": 16, "checkpoint_every": 25,
+                "validate_every": 25, "patience": 3},
         # The experts and the gate train on cached task-aware features (no encoder pass per step); at these
-        # sizes a step still costs ~0.3 s on the 2-core CPU, so the schedule is what `make reproduce` affords.
-        "experts": {"iterations": 200, "batch_normal": 8, "batch_abnormal": 8, "checkpoint_every": 100},
-        "gate": {"iterations": 200, "lr": 3e-4, "batch_normal": 8, "batch_abnormal": 8, "checkpoint_every": 100},
-        # 400 of Sultani's 20,000 steps: within 0.5 AUC of 1,000-2,000 steps on the quick data (training.sultani)
-        "sultani": {"iterations": 400, "checkpoint_every": 200},
+        # sizes a step still costs ~0.3 s on the 2-core CPU, so the maximum is what `make reproduce` affords.
+        "experts": {"iterations": 400, "batch_normal": 8, "batch_abnormal": 8, "checkpoint_every": 100,
+                    "validate_every": 50, "patience": 3},
+        "gate": {"iterations": 400, "lr": 3e-4, "batch_normal": 8, "batch_abnormal": 8, "checkpoint_every": 100,
+                 "validate_every": 50, "patience": 3},
+        # Sultani's and the top-k MLP's steps cost milliseconds: their maxima are what their curves need.
+        "sultani": {"iterations": 3000, "checkpoint_every": 500, "validate_every": 100, "patience": 5},
+        "topk_mil": {"iterations": 600, "checkpoint_every": 200, "validate_every": 25, "patience": 6},
     },
     "tiny": {
         "data": {"n_segments": 32},
-        "encoder": {"iterations": 12, "batch_normal": 4, "batch_abnormal": 4, "checkpoint_every": 5},
-        # Every stage must learn something even here (tests/integration/test_learning.py): the experts and the
-        # gate are cheap at these sizes, so they get enough steps to leave their initialisation. TGS: its first
-        # epoch (L_topk-norm only, 10 steps here) disorders the MIL ranking, so the steps after it must be many.
-        "tgs": {"iterations": 48, "batch_normal": 4, "batch_abnormal": 4, "checkpoint_every": 24},
-        "experts": {"iterations": 60, "batch_normal": 4, "batch_abnormal": 4, "d_model": 64, "checkpoint_every": 30},
+        # Every stage must learn something even here (tests/integration/test_learning.py); its validation set
+        # holds a handful of videos, so the patience is long and the maxima are the old fixed schedule.
+        "encoder": {"iterations": 12, "batch_normal": 4, "batch_abnormal": 4, "checkpoint_every": 5,
+                    "validate_every": 4, "patience": 3},
+        # TGS: its first epoch (L_topk-norm only, 10 steps here) disorders the MIL ranking, so the steps after it
+        # must be many. The experts and the gate are cheap at these sizes: enough steps to leave their init.
+        "tgs": {"iterations": 48, "batch_normal": 4, "batch_abnormal": 4, "checkpoint_every": 24,
+                "validate_every": 12, "patience": 3},
+        "experts": {"iterations": 60, "batch_normal": 4, "batch_abnormal": 4, "d_model": 64, "checkpoint_every": 30,
+                    "validate_every": 15, "patience": 3},
         "gate": {"iterations": 60, "lr": 3e-4, "batch_normal": 4, "batch_abnormal": 4, "d_model": 64,
-                 "checkpoint_every": 30},
-        "sultani": {"iterations": 30, "checkpoint_every": 10},
+                 "checkpoint_every": 30, "validate_every": 15, "patience": 3},
+        "sultani": {"iterations": 30, "checkpoint_every": 10, "validate_every": 10, "patience": 3},
+        "topk_mil": {"iterations": 60, "checkpoint_every": 20, "validate_every": 10, "patience": 3},
     },
 }
 
