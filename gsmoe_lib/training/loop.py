@@ -75,7 +75,7 @@ def fit(
     gets "selected": True). The early-stopping state travels in the partial checkpoint.
     """
     start, history = 0, []
-    stopper = EarlyStopping(validation.patience) if validation is not None else None
+    stopper = EarlyStopping(validation.patience, validation.min_delta) if validation is not None else None
     chash = runs.config_hash(config)
     if stage.partial_checkpoint.exists():
         ck = runs.load_checkpoint(stage.partial_checkpoint, kind=f"partial-{stage.stage}")
@@ -176,15 +176,16 @@ def tgs_update(scores: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor
 
 
 def urdmu_update(model: URDMU, x: torch.Tensor, labels: torch.Tensor, k: int, optimizer: torch.optim.Optimizer,
-                 amp: str = "none") -> dict[str, torch.Tensor]:
+                 amp: str = "none", **loss_weights: float) -> dict[str, torch.Tensor]:
     """One UR-DMU MIL step (the encoder stage, and `gsmoe bench speed`'s encoder step); returns the loss parts.
 
     x [B, (C,) S, D] with the normal half of the batch first, labels [B]. Forward and loss under `amp`'s
-    autocast, backward and the optimiser step outside it.
+    autocast, backward and the optimiser step outside it. `loss_weights`: `losses.urdmu_loss`'s term weights
+    (default UR-DMU's).
     """
     with autocast(x.device.type, amp):
         out = model(x, training_extras=True)
-        loss, parts = urdmu_loss(out, labels, k)
+        loss, parts = urdmu_loss(out, labels, k, **loss_weights)
     optimizer_step(loss, optimizer)
     return {**parts, "total": loss.detach()}
 

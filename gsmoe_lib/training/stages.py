@@ -183,7 +183,9 @@ def train_encoder(cfg: PipelineConfig, data: Data, run_dir: str | Path, progress
         def step(i: int, idx: torch.Tensor) -> dict[str, torch.Tensor]:
             idx = idx.to(train.features.device)
             x, labels = train.features[idx].float(), labels_dev[idx]  # [B, (C,) S, D], [B] normal half first
-            return urdmu_update(model, x, labels, k, optimizer, cfg.amp)
+            return urdmu_update(model, x, labels, k, optimizer, cfg.amp, memory_weight=ec.memory_weight,
+                                triplet_weight=ec.triplet_weight, kl_weight=ec.kl_weight,
+                                distance_weight=ec.distance_weight)
 
         def finish(history: list[dict[str, float]]) -> Trained:
             model.eval()

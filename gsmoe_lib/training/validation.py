@@ -8,7 +8,7 @@ Every `validate_every` steps a stage scores the held-out videos (`video_scores`:
 averaged, then the mean of the top k, k the stage's MIL k) and records their video-level ROC AUC
 (`video_auc`; the experts add each expert's own-class AUC, `own_class_auc`). With `selection="validation"`
 (the default) the stage keeps the checkpoint with the best validation score and stops when it has not
-improved for `patience` validations, up to its `iterations` (the profile's maximum): `EarlyStopping`,
+improved (by `min_delta`) for `patience` validations, up to its `iterations` (the profile's maximum): `EarlyStopping`,
 driven by `loop.fit` through a `Validation`. With `selection="fixed"` the stage trains its `iterations`
 and the curve is only recorded (the earlier behaviour, and the way to draw train / validation curves).
 
@@ -190,6 +190,7 @@ class Validation:
     select: bool = True
     start: int = 0
     keep: tuple[str, ...] | None = None
+    min_delta: float = 0.0  # an improvement smaller than this does not reset the patience
 
 
 class EarlyStopping:
@@ -197,11 +198,12 @@ class EarlyStopping:
     since. Saved in the partial checkpoint (`state_dict`), so a resumed stage stops where an uninterrupted
     one would."""
 
-    def __init__(self, patience: int):
+    def __init__(self, patience: int, min_delta: float = 0.0):
         if patience < 1:
             raise ValueError(f"patience must be >= 1 validation, got {patience}")
-        self.patience = patience
+        self.patience, self.min_delta = patience, min_delta
         self.best_score = -math.inf
+        self.reference = -math.inf  # the score an improvement must beat by min_delta to reset the patience
         self.best_iteration = 0
         self.best_state: dict[str, Any] | None = None
         self.since_best = 0
@@ -210,12 +212,16 @@ class EarlyStopping:
                keep: Sequence[str] | None = None) -> bool:
         """Record a validation score; True when the stage should stop (patience exhausted).
 
-        A NaN score (e.g. a held-out split without an abnormal video) never counts as an improvement.
+        Any better score becomes the kept state; only one better by `min_delta` than the last such resets the
+        patience (smaller gains are the noise of a small held-out set). A NaN score (e.g. a held-out split
+        without an abnormal video) never counts as an improvement.
         """
         if score > self.best_score:  # False for NaN
-            self.best_score, self.best_iteration, self.since_best = float(score), iteration, 0
+            self.best_score, self.best_iteration = float(score), iteration
             names = list(modules) if keep is None else list(keep)
             self.best_state = {n: copy.deepcopy(modules[n].state_dict()) for n in names}
+        if score >= self.reference + self.min_delta and score > self.reference:
+            self.reference, self.since_best = float(score), 0
             return False
         self.since_best += 1
         return self.since_best >= self.patience
@@ -226,11 +232,13 @@ class EarlyStopping:
             modules[name].load_state_dict(state)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"patience": self.patience, "best_score": self.best_score, "best_iteration": self.best_iteration,
-                "best_state": self.best_state, "since_best": self.since_best}
+        return {"patience": self.patience, "min_delta": self.min_delta, "best_score": self.best_score,
+                "reference": self.reference, "best_iteration": self.best_iteration, "best_state": self.best_state,
+                "since_best": self.since_best}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.patience, self.best_score = int(state["patience"]), float(state["best_score"])
+        self.min_delta, self.reference = float(state["min_delta"]), float(state["reference"])
         self.best_iteration, self.since_best = int(state["best_iteration"]), int(state["since_best"])
         self.best_state = state["best_state"]
 
@@ -242,7 +250,8 @@ def stage_validation(vcfg: Any, settings: Any, val: HeldOut, score: Callable[[],
     check_config(vcfg)
     if len(val.rows) == 0:
         return None
-    return Validation(score, settings.validate_every, settings.patience, vcfg.selection == "validation", start, keep)
+    return Validation(score, settings.validate_every, settings.patience, vcfg.selection == "validation", start, keep,
+                      vcfg.min_delta)
 
 
 def validation_rows(history: list[dict[str, Any]]) -> list[dict[str, Any]]:

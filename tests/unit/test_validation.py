@@ -167,3 +167,13 @@ def test_an_interrupted_stage_resumes_its_early_stopping_state(tmp_path):
     model, history, score = _fit(tmp_path, select=True)  # resumes at step 9 with best = step 6
     assert [r["iteration"] for r in V.validation_rows(history)] == [2, 4, 6, 8, 10, 12]
     assert float(model.w) == 6.0 and score()["score"] == 0.0
+
+
+def test_gains_below_min_delta_are_kept_but_do_not_reset_the_patience():
+    m = torch.nn.Linear(1, 1)
+    stop = V.EarlyStopping(patience=2, min_delta=0.01)
+    assert not stop.update(1, 0.80, {"m": m})
+    assert not stop.update(2, 0.805, {"m": m})  # better, kept, but within the noise: patience 1 of 2 used
+    assert stop.best_iteration == 2 and stop.since_best == 1
+    assert stop.update(3, 0.809, {"m": m})  # still within 0.01 of 0.80: the patience runs out
+    assert stop.best_iteration == 3 and stop.best_score == 0.809
