@@ -131,7 +131,7 @@ def _fit(tmp_path, select: bool, peak: float = 6.0, iterations: int = 40, stop_a
         return {"total": -model.w.detach()}
 
     def score():
-        return {"score": -abs(float(model.w) - peak)}
+        return {"score": -abs(float(model.w.detach()) - peak)}
 
     val = V.Validation(score, every=2, patience=3, select=select)
     stage = runs.Run(tmp_path).stage("walk")
@@ -157,7 +157,7 @@ def test_fit_stops_when_validation_stops_improving_and_returns_the_best_checkpoi
 def test_fixed_selection_records_the_curve_and_trains_every_step(tmp_path):
     model, history, _ = _fit(tmp_path, select=False, iterations=20)
     rows = V.validation_rows(history)
-    assert len(rows) == 10 and float(model.w) == 20.0
+    assert len(rows) == 10 and float(model.w.detach()) == 20.0
     assert [r["iteration"] for r in rows if r.get("selected")] == [20]
 
 
@@ -166,7 +166,7 @@ def test_an_interrupted_stage_resumes_its_early_stopping_state(tmp_path):
         _fit(tmp_path, select=True, stop_at=9)
     model, history, score = _fit(tmp_path, select=True)  # resumes at step 9 with best = step 6
     assert [r["iteration"] for r in V.validation_rows(history)] == [2, 4, 6, 8, 10, 12]
-    assert float(model.w) == 6.0 and score()["score"] == 0.0
+    assert float(model.w.detach()) == 6.0 and score()["score"] == 0.0
 
 
 def test_gains_below_min_delta_are_kept_but_do_not_reset_the_patience():
