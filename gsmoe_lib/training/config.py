@@ -206,23 +206,25 @@ class PipelineConfig:
 PROFILES: dict[str, dict[str, Any]] = {
     "paper": {},
     "quick": {  # sized so that `make reproduce` (every notebook, 1 seed) fits 15 minutes on a 2-core CPU
-        # Every stage stops by the validation rule (ValidationConfig); `iterations` is each one's maximum and
-        # `patience` x `validate_every` the steps it may go on without a better held-out AUC.
+        # Every stage stops by the validation rule (ValidationConfig); `iterations` is its maximum, and
+        # `patience` x `validate_every` the steps it may go on without a held-out AUC better by min_delta. The
+        # maxima are what `make reproduce` affords (an encoder or TGS step costs ~0.8-1.2 s on the 2-core CPU,
+        # an expert or gate step ~0.4 s); the held-out curves of docs/studies/recipe.md peak within them.
         "data": {"n_segments": 64},
         # lr 1e-3: at UR-DMU's 1e-4, 100 steps leave the encoder below Sultani's MIL MLP on both datasets
         # (`gsmoe bench encoder-schedule`, benchmarks/sultani-floor.md).
-        "encoder": {"iterations": 400, "lr": 1e-3, "batch_normal": 16, "batch_abnormal": 16, "checkpoint_every": 50,
-                    "validate_every": 25, "patience": 4},
-        "tgs": {"iterations": 200, "batch_normal": 16, "batch_abnormal": 16, "checkpoint_every": 25,
-                "validate_every": 25, "patience": 3},
-        # The experts and the gate train on cached task-aware features (no encoder pass per step); at these
-        # sizes a step still costs ~0.3 s on the 2-core CPU, so the maximum is what `make reproduce` affords.
-        "experts": {"iterations": 400, "batch_normal": 8, "batch_abnormal": 8, "checkpoint_every": 100,
-                    "validate_every": 50, "patience": 3},
-        "gate": {"iterations": 400, "lr": 3e-4, "batch_normal": 8, "batch_abnormal": 8, "checkpoint_every": 100,
-                 "validate_every": 50, "patience": 3},
-        # Sultani's and the top-k MLP's steps cost milliseconds: their maxima are what their curves need.
-        "sultani": {"iterations": 3000, "checkpoint_every": 500, "validate_every": 100, "patience": 5},
+        "encoder": {"iterations": 200, "lr": 1e-3, "batch_normal": 16, "batch_abnormal": 16, "checkpoint_every": 50,
+                    "validate_every": 25, "patience": 3},
+        "tgs": {"iterations": 100, "batch_normal": 16, "batch_abnormal": 16, "checkpoint_every": 25,
+                "validate_every": 25, "patience": 2},
+        # The experts and the gate train on cached task-aware features (no encoder pass per step).
+        "experts": {"iterations": 300, "batch_normal": 8, "batch_abnormal": 8, "checkpoint_every": 100,
+                    "validate_every": 50, "patience": 2},
+        "gate": {"iterations": 300, "lr": 3e-4, "batch_normal": 8, "batch_abnormal": 8, "checkpoint_every": 100,
+                 "validate_every": 50, "patience": 2},
+        # Sultani's steps cost ~75 ms here, the top-k MLP's ~25 ms. Sultani's hinge learns slowly (its held-out AUC
+        # still gains ~0.5 points per 500 steps after 1,000): min_delta stops it once the gains are that small.
+        "sultani": {"iterations": 1500, "checkpoint_every": 500, "validate_every": 100, "patience": 3},
         "topk_mil": {"iterations": 600, "checkpoint_every": 200, "validate_every": 25, "patience": 6},
     },
     "tiny": {
