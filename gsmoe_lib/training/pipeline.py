@@ -1,8 +1,8 @@
 """The whole training pipeline: the stages in order, each on the one it was trained from.
 
 `run_pipeline(cfg, RUN)` runs (or loads, when finished with the same config) encoder -> tgs -> experts ->
-gate, and the references (Sultani's, the top-k MIL MLP) when asked; `run_variant` trains ablations (other experts and / or another
-gate) beside the main stages of the same run folder.
+gate, and the references (Sultani's, the top-k MIL MLP) when asked; `run_variant` trains ablations (other
+experts and / or another gate) beside the main stages of the same run folder.
 
 A stage's config records the hash of its upstream stage's config ("upstream"), so a change anywhere upstream
 makes every later stage another run. That chain is built in one place, `upstream_hashes`: the pipeline and

@@ -107,6 +107,18 @@ def pool_bags(ds: FeatureDataset, n_segments: int = 32, crops: str = "mean", pro
                     [v.name for v in ds.videos], "mean")
 
 
+def reference_bags(cfg: PipelineConfig, data: Data | None, n_segments: int, crops: str, progress: bool
+                   ) -> tuple[TrainSet, FeatureDataset]:
+    """A reference stage's inputs: the raw training split pooled to `n_segments` bags (`pool_bags`) and the
+    test split (the pipeline's, when `data` is given; else opened from `cfg.data`)."""
+    dataset = data.dataset if data is not None else dataset_name(cfg.data)
+    if data is not None:
+        train_ds, test = open_splits(cfg.data, ("train",), dataset)[0], data.test
+    else:
+        train_ds, test = open_splits(cfg.data, ("train", "test"), dataset)
+    return pool_bags(train_ds, n_segments, crops, progress), test
+
+
 def score_fn(model: SultaniMLP, crops: str) -> Callable[[torch.Tensor], torch.Tensor]:
     """x [1, C, T, D] -> scores [1, T]: crop-averaged features ("mean") or crop-averaged scores ("independent")."""
     if crops == "mean":
@@ -126,12 +138,7 @@ def train_sultani(cfg: PipelineConfig, data: Data | None, run_dir: str | Path, p
     check_config(sc)
 
     def build() -> Training:
-        dataset = data.dataset if data is not None else dataset_name(cfg.data)
-        if data is not None:
-            train_ds, test = open_splits(cfg.data, ("train",), dataset)[0], data.test
-        else:
-            train_ds, test = open_splits(cfg.data, ("train", "test"), dataset)
-        bags = pool_bags(train_ds, sc.n_segments, sc.crops, progress)
+        bags, test = reference_bags(cfg, data, sc.n_segments, sc.crops, progress)
         features = bags.features.to(device)  # [N, S, D]
         labels = bags.labels.to(device)  # [N]
         model = SultaniMLP(features.shape[-1], sc.hidden, sc.bottleneck, sc.dropout).to(device).train()

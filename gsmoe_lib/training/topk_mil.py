@@ -1,7 +1,7 @@
 """The top-k MIL MLP as a reference stage: RUN/topk_mil, beside Sultani's (`training.sultani`).
 
 A one-hidden-layer MLP (`models.topk_mil.TopKMLP`) on the crop-averaged raw features, every training video
-pooled to 32 segments (`sultani.pool_bags`), trained with BCE of the mean of the top max(S // 16, 1)
+pooled to 32 segments (`sultani.reference_bags`), trained with BCE of the mean of the top max(S // 16, 1)
 segment scores against the video label (`losses.mil_bce`); Adam at lr 1e-3, weight decay 5e-4, batches of
 16 normal + 16 abnormal videos. Its length is the validation rule of every stage (`training.validation`):
 the held-out training videos ranked by the same top-k mean, best checkpoint kept, early stop.
@@ -25,12 +25,12 @@ import torch
 from gsmoe_lib.device import autocast
 from gsmoe_lib.losses import mil_bce
 from gsmoe_lib.models.topk_mil import TopKMLP
-from gsmoe_lib.training.config import PipelineConfig, TopKMILConfig, dataset_name, stage_config
-from gsmoe_lib.training.data import Data, open_splits
+from gsmoe_lib.training.config import PipelineConfig, TopKMILConfig, stage_config
+from gsmoe_lib.training.data import Data
 from gsmoe_lib.training.loop import optimizer_step
 from gsmoe_lib.training.stages import (StageResult, Trained, Training, eval_scores, evaluate, held_out_validation,
                                        load_or_train, stage_generator)
-from gsmoe_lib.training.sultani import pool_bags, score_fn
+from gsmoe_lib.training.sultani import reference_bags, score_fn
 from gsmoe_lib.training.validation import hold_out_set
 
 STAGE = "topk_mil"
@@ -57,12 +57,7 @@ def train_topk_mil(cfg: PipelineConfig, data: Data | None, run_dir: str | Path, 
     check_config(tc)
 
     def build() -> Training:
-        dataset = data.dataset if data is not None else dataset_name(cfg.data)
-        if data is not None:
-            train_ds, test = open_splits(cfg.data, ("train",), dataset)[0], data.test
-        else:
-            train_ds, test = open_splits(cfg.data, ("train", "test"), dataset)
-        bags = pool_bags(train_ds, tc.n_segments, "mean", progress)
+        bags, test = reference_bags(cfg, data, tc.n_segments, "mean", progress)
         features, labels = bags.features.to(device), bags.labels.to(device)  # [V, S, D], [V]
         model = TopKMLP(features.shape[-1], tc.hidden, tc.dropout).to(device).train()
         optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
