@@ -41,8 +41,7 @@ def test_stage_learns_on_planted_data_and_writes_its_folder(finished, tiny_data)
     pooled = np.concatenate(list(scores.values()))
     assert pooled.std() > 1e-3 and res.metrics["test_score_std"] == pytest.approx(pooled.std(), rel=1e-5)
     history = runs.read_json(res.path / "history.json")
-    assert [h["iteration"] for h in history if "validation" not in h] == [10, 20, 30]  # the loss, every 10
-    assert [h["iteration"] for h in history if "validation" in h] == [10, 20, 30]  # validate_every 10
+    assert [h["iteration"] for h in history] == [10, 20, 30]  # the loss, every 10 (tiny: fixed schedules)
 
 
 def test_finished_stage_is_loaded_and_a_changed_config_is_not(finished):
