@@ -38,7 +38,9 @@ Decisions (none of them is in the paper):
   markdown tables beside `reporting.PAPER_NUMBERS`, in percent (`reporting.results_markdown`).
 - **Figures in the repository.** Only the default run (synthetic data, quick profile, one seed, all
   notebooks) copies its PNG figures into the repository's `figures/`, so the README always shows the
-  default run and never a tiny or a real-data run.
+  default run and never a tiny or a real-data run. With them it writes figures/results.json (the
+  headline numbers, the machine, the commit), figures/README.md and README.md's headline table
+  (`headline.write_figures_record`), so the README's numbers come from the run that drew the figures.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from gsmoe_lib import runs
+from gsmoe_lib import headline, runs
 from gsmoe_lib.reporting import results_markdown, timing_table
 from gsmoe_lib.paths import PROJECT_ROOT
 
@@ -135,15 +137,41 @@ def select_notebooks(notebooks: Sequence[str] | None, folder: Path) -> list[str]
     return [nb for nb in NOTEBOOKS if nb in chosen]
 
 
+def _l2_norm(root: Path, dataset: str, params: Mapping[str, Any]) -> dict[str, float] | None:
+    """The untrained L2-norm score of the test split (`data.magnitude`) in percent, for results.md; None (with
+    the reason printed) when the test split cannot be read that way."""
+    from gsmoe_lib.data.magnitude import magnitude_metrics
+
+    try:
+        m = magnitude_metrics(root, dataset, params.get("test_list") or None, params.get("annotations") or None)
+    except (OSError, ValueError) as err:
+        print(f"untrained L2-norm score not measured: {err}", flush=True)
+        return None
+    return {k: 100.0 * float(m[k]) for k in ("auc", "auc_abnormal", "ap")}
+
+
 def default_data(profile: str, dataset: str | None) -> Path:
-    """The profile's synthetic dataset under the project root, built if missing."""
-    from gsmoe_lib.data.synthetic import synthesize
+    """The profile's synthetic dataset under the project root, built if missing, rebuilt when an older
+    generator wrote it (its gsmoe_dataset.json differs: the folder is the project's own default data)."""
+    import json
+
+    from gsmoe_lib.data.synthetic import GENERATOR_VERSION, synthesize
     from gsmoe_lib.training.config import default_data_root, synthetic_profile
 
     root = Path(default_data_root(profile, dataset))  # the one place that names the synthetic data folders
-    if not (root / "gsmoe_dataset.json").is_file():
+    meta_file = root / "gsmoe_dataset.json"
+    if not meta_file.is_file():
         print(f"building the synthetic dataset {root} (once)", flush=True)
-    synthesize(root, profile=synthetic_profile(profile), seed=0, dataset=dataset or "ucf-crime", verbose=False)
+    else:
+        try:
+            version = json.loads(meta_file.read_text()).get("generator_version")
+        except (json.JSONDecodeError, AttributeError):
+            version = None
+        if version != GENERATOR_VERSION:
+            print(f"rebuilding the synthetic dataset {root}: written by generator version {version}, "
+                  f"the current one is {GENERATOR_VERSION}", flush=True)
+    synthesize(root, profile=synthetic_profile(profile), seed=0, dataset=dataset or "ucf-crime", verbose=False,
+               force=True)  # replaces only a gsmoe synthetic dataset (a foreign folder is never touched)
     return root
 
 
@@ -180,6 +208,7 @@ def reproduce(out: str | Path = DEFAULT_OUT, data_root: str | Path | None = None
     cwd = nb_dir.resolve()  # the kernel's folder in JupyterLab too: paths must not depend on it
     default_run = (data_root is None and dataset is None and profile == "quick" and seeds == 1 and notebooks is None
                    and not params)
+    commit = headline.git_commit()  # the code the figures come from: before any notebook runs
     selected = select_notebooks(notebooks, nb_dir)
     root = default_data(profile, dataset) if data_root is None else Path(data_root)
     if not root.is_dir():
@@ -241,14 +270,16 @@ def reproduce(out: str | Path = DEFAULT_OUT, data_root: str | Path | None = None
     ordered = {nb: timings[nb] for nb in NOTEBOOKS if nb in timings}
     runs.write_json(timings_path, ordered)
     header = {"dataset": ds, "profile": profile, "seeds": int(seeds), "device": device, "data_root": str(root),
-              **{k: params[k] for k in LIST_PARAMETERS if k in params}}
-    collect_results(run_dir, header, ordered)
+              **{k: params[k] for k in LIST_PARAMETERS if k in params},
+              "l2_norm": _l2_norm(root, ds, params)}
+    results = collect_results(run_dir, header, ordered)
     print("\n" + timing_table({nb: ordered[nb] for nb in status if nb in ordered}, status), flush=True)
     if copy_figures if copy_figures is not None else default_run:
         target = PROJECT_ROOT / "figures"
         target.mkdir(exist_ok=True)
         for png in sorted((run_dir / "figures").glob("*.png")):
             shutil.copyfile(png, target / png.name)
+        headline.write_figures_record(results, target, commit=commit)  # figures/README.md, README's table
         print(f"figures copied to {target}", flush=True)
     print(f"results: {run_dir / 'results.md'}", flush=True)
     return run_dir

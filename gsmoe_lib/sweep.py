@@ -24,7 +24,7 @@ Output folder::
     OUT/sweep.csv, sweep.md     one row per setting: mean ± std over its seeds of every table metric
     OUT/sweep_spread.png / .pdf the per-seed values of each metric, per setting
 
-Decisions (the issue leaves them open):
+Decisions (where there was a choice):
 - **Engine.** Dask distributed, not Ray: it is a pure-Python install (a few MB, no separate object store or
   raylet), and a papermill job is an ordinary Python call that starts its own kernel process, which a
   Dask worker process runs like any other function. `--executor local` runs the cells one after the
