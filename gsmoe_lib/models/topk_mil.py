@@ -7,7 +7,7 @@ same features, the stage, not the features, is at fault (`training.topk_mil`).
 
     x [..., T, D] -> Linear(D, 512) -> ReLU -> Dropout(0.6) -> Linear(512, 1) -> sigmoid -> scores [..., T]
 
-Parameters: D·512 + 512 + 512 + 1 = 525,825 for D = 1024 (`TopKMLP.n_parameters`).
+Parameters: D·512 + 512 + 512 + 1 = 525,313 for D = 1024 (`TopKMLP.n_parameters`).
 Dimension letters: T snippets (or S pooled segments), D input feature width.
 """
 
@@ -32,7 +32,7 @@ class TopKMLP(SavesArgs, nn.Module):
 
     @staticmethod
     def n_parameters(input_dim: int = 1024, hidden: int = 512) -> int:
-        """Parameter count without building the model: 525,825 for D = 1024."""
+        """Parameter count without building the model: 525,313 for D = 1024."""
         return input_dim * hidden + hidden + hidden + 1
 
     def forward(self, x: Tensor) -> Tensor:
