@@ -288,15 +288,35 @@ def plot_class_counts(counts: dict[str, dict[str, int]]) -> Figure:
 
 def plot_loss_history(histories: dict[str, list[dict[str, float]]], key: str = "total",
                       ylabel: str = "training loss") -> Figure:
-    """Training loss against iteration, one line per run (histories: label -> stage history.json rows)."""
-    fig, ax = plt.subplots(figsize=(6, 3.2))
-    for label, rows in histories.items():
-        rows = [r for r in rows if key in r]
-        ax.plot([r["iteration"] for r in rows], [r[key] for r in rows], marker=".", label=label)
+    """Training loss against iteration, one line per run (histories: label -> stage history.json rows).
+
+    When the histories hold validation rows (`training.validation`), the validation AUC of the held-out
+    training videos is drawn on a second axis (dashed, same colour per run), the selected checkpoint circled.
+    """
+    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    ax2 = None
+    for n, (label, rows) in enumerate(histories.items()):
+        colour = f"C{n}"
+        loss = [r for r in rows if key in r]
+        ax.plot([r["iteration"] for r in loss], [r[key] for r in loss], marker=".", color=colour,
+                label=f"{label}: training loss")
+        val = [r for r in rows if "validation" in r]
+        if val:
+            ax2 = ax2 or ax.twinx()
+            ax2.plot([r["iteration"] for r in val], [100 * r["validation"] for r in val], "--", color=colour,
+                     label=f"{label}: validation AUC")
+            for r in val:
+                if r.get("selected"):
+                    ax2.plot(r["iteration"], 100 * r["validation"], "o", mfc="none", color=colour, ms=9)
     ax.set_xlabel("iteration (optimiser steps)")
     ax.set_ylabel(ylabel)
-    if len(histories) > 1:
-        ax.legend(frameon=False)
+    if ax2 is not None:
+        ax2.set_ylabel("validation AUC (%, held-out\ntraining videos, video level)")
+    handles = ax.get_legend_handles_labels()
+    if ax2 is not None:
+        handles = tuple(a + b for a, b in zip(handles, ax2.get_legend_handles_labels()))
+    if len(histories) > 1 or ax2 is not None:
+        ax.legend(*handles, frameon=False, fontsize="small")
     fig.tight_layout()
     return fig
 

@@ -46,6 +46,7 @@ CODE_PATHS = ("gsmoe_lib", "notebooks", "pyproject.toml", "requirements.lock")  
 # results.json key -> (row label, the paper's row key); references first, then Table 2's stages in order.
 REFERENCE_ROWS: tuple[tuple[str, str, str], ...] = (
     ("sultani", "Sultani MIL (reference, raw features)", "sultani"),
+    ("topk_mil", "top-k MIL MLP (reference, raw features)", "topk_mil"),
 )
 STAGE_ROWS: tuple[tuple[str, str, str], ...] = (
     ("baseline", "UR-DMU baseline (MIL)", "baseline"),

@@ -295,6 +295,26 @@ _ABLATION_LABELS = {"baseline": ("UR-DMU baseline (encoder, MIL)", "baseline"), 
                     "experts": ("+ class experts (max)", "experts"), "gsmoe": ("+ gate = GS-MoE", "gate")}
 
 
+# The reference detectors on the raw features (training/sultani.py, training/topk_mil.py): results.json key ->
+# label. Both are Table 2's floors; the top-k MIL MLP is the one results.md compares every stage with.
+REFERENCE_ROWS: dict[str, str] = {"sultani": "Sultani MIL (reference, raw features)",
+                                  "topk_mil": "top-k MIL MLP (reference, raw features)"}
+
+
+def below_reference(rows: Sequence[tuple[str, str, Mapping[str, Any]]], reference: Mapping[str, Any],
+                    metric: str = "auc") -> str:
+    """One sentence naming each row whose mean `metric` is below the top-k MIL reference's, with both numbers."""
+    ref = reference.get(metric)
+    if not isinstance(ref, (int, float)) or math.isnan(ref):
+        return ""
+    name = METRIC_NAMES.get(metric, metric)
+    below = [f"{label} ({percent(v[metric])} against {percent(ref)})" for label, _, v in rows
+             if isinstance(v.get(metric), (int, float)) and v[metric] < ref]
+    if not below:
+        return f"Every stage is at or above the top-k MIL reference on {name} ({percent(ref)}).\n"
+    return f"**Below the top-k MIL reference** on {name}: " + "; ".join(below) + ".\n"
+
+
 def _flat_classwise(obj: Any) -> dict[str, dict[str, float]] | None:
     """{column: {class: auc}} from a results entry that is either {class: auc} or {column: {class: auc}}."""
     if not isinstance(obj, Mapping) or not obj:
@@ -326,9 +346,11 @@ def results_markdown(results: Mapping[str, Any]) -> str:
     ablation = results.get("ablation")
     if isinstance(ablation, Mapping):
         rows = [(*_ABLATION_LABELS[k], ablation[k]) for k in ABLATION_ROWS if k in ablation]
-        if isinstance(results.get("sultani"), Mapping):  # the floor every stage must clear (gsmoe_lib/training/sultani.py)
-            rows.insert(0, ("Sultani MIL (reference, raw features)", "sultani", results["sultani"]))
-        out += ["## Table 2: component ablation\n", comparison_table(rows, ds)]
+        references = [(label, key, results[key]) for key, label in REFERENCE_ROWS.items()
+                      if isinstance(results.get(key), Mapping)]  # the floors every stage must clear
+        out += ["## Table 2: component ablation\n", comparison_table(references + rows, ds)]
+        if isinstance(results.get("topk_mil"), Mapping):
+            out.append(below_reference(rows, results["topk_mil"]))
     table3 = results.get("table3")
     if isinstance(table3, Mapping):
         rows = [(label, key, table3[name]) for name, label, key in

@@ -18,6 +18,15 @@ Decisions where the paper is silent (each is a field here; the measurements behi
 - The gate reads the experts' logits (`GateConfig.expert_input`), as the paper says.
 - Extensions beyond the paper, off by default: `ExpertsConfig.other_class_negatives`,
   `GateConfig.feature_dropout`.
+- How long each stage trains (`ValidationConfig`, `training.validation`): by default a stratified 15% of
+  the TRAINING videos is held out (every class and the normal videos represented, from `split_seed`; only
+  their video-level labels are used), every stage validates every `validate_every` steps (video-level ROC
+  AUC of the held-out videos' top-k scores), keeps its best validated checkpoint and stops after `patience`
+  validations without improvement; its `iterations` is then the profile's maximum. This DEPARTS from
+  UR-DMU's practice of keeping the checkpoint with the best TEST AUC (UCF-Crime) / AP (XD-Violence): here
+  no test label chooses anything. The held-out share shrinks the training set by that share.
+  `selection="fixed"` (with `share=0.0`: exactly the earlier behaviour) trains every stage its
+  `iterations`. docs/decisions-validation.md.
 
 One resolver builds a config from what a user gives: `config_for` (the notebooks' parameters and
 `gsmoe train`'s options both go through it). The default data folder of a profile and dataset is
@@ -62,6 +71,14 @@ class EncoderConfig:
     weight_decay: float = 5e-5
     init_checkpoint: str | None = None  # a released UR-DMU state_dict: start from it (iterations=0: use as is)
     checkpoint_every: int = 200
+    validate_every: int = 100  # steps between validations (ValidationConfig); `iterations` is the maximum
+    patience: int = 5  # validations without improvement before the stage stops (selection "validation")
+    # UR-DMU's auxiliary terms (`losses.urdmu_loss`), its own weights: the memory BCEs, the triplet on the
+    # L2-normalised top-k means, the KL, and the magnitude term relu(100 - ||A_aug|| + ||N_aug||).
+    memory_weight: float = 0.1
+    triplet_weight: float = 0.1
+    kl_weight: float = 0.001
+    distance_weight: float = 0.0001
 
 
 @dataclass
@@ -85,6 +102,8 @@ class TGSTrainingConfig:
     tgs: TGSConfig = field(default_factory=TGSConfig)
     refresh_every: int | None = None  # None: one epoch of the stage's abnormal pool (mean pool for experts)
     checkpoint_every: int = 200
+    validate_every: int = 100  # steps between validations; validations in the first epoch are not selected
+    patience: int = 5  # validations without improvement before the stage stops (selection "validation")
 
 
 @dataclass
@@ -101,6 +120,9 @@ class ExpertsConfig(TGSTrainingConfig):
     # Extension (not in the paper): this share of each expert's negative half is drawn from the OTHER
     # experts' abnormal samples (target: their top-k -> 0, like a normal video). 0 = the paper (normals only).
     other_class_negatives: float = 0.0
+    # What the validation rule maximises: "combined" (the experts combined by `expert_combine`: the held-out
+    # videos' AUC) | "own" (an extension: the mean of each expert's own-class validation AUC)
+    validation_score: str = "combined"
 
 
 @dataclass
@@ -131,6 +153,38 @@ class SultaniConfig:
     bottleneck: int = 32
     dropout: float = 0.6
     checkpoint_every: int = 2000
+    validate_every: int = 500
+    patience: int = 5
+
+
+@dataclass
+class TopKMILConfig:
+    """The top-k MIL MLP, the second reference (`training.topk_mil`): the plainest member of the family
+    RTFM and UR-DMU come from (a one-hidden-layer MLP trained with BCE on the mean of the top-k segments)."""
+
+    iterations: int = 3000  # the maximum; the validation rule chooses the length
+    batch_normal: int = 16
+    batch_abnormal: int = 16
+    n_segments: int = 32  # segments per training video (mean of the snippets in each), crops averaged
+    lr: float = 1e-3  # Adam
+    weight_decay: float = 5e-4
+    hidden: int = 512
+    dropout: float = 0.6
+    checkpoint_every: int = 500
+    validate_every: int = 50
+    patience: int = 5
+
+
+@dataclass
+class ValidationConfig:
+    """The held-out share of the training videos and how it chooses each stage's length (module docstring)."""
+
+    selection: str = "validation"  # "validation": best validated checkpoint, early stop | "fixed": `iterations`
+    share: float = 0.15  # of the training videos, stratified by class (normals too); 0: no hold-out
+    split_seed: int = 0  # the split depends on this and the list of videos only (not on the run seed)
+    # A validation better by less than this does not reset the patience (it is still kept when best): on the
+    # quick data's ~45 held-out videos one swapped (abnormal, normal) pair moves the AUC by ~0.002.
+    min_delta: float = 0.01
 
 
 @dataclass
@@ -141,6 +195,8 @@ class PipelineConfig:
     experts: ExpertsConfig = field(default_factory=ExpertsConfig)
     gate: GateConfig = field(default_factory=GateConfig)
     sultani: SultaniConfig = field(default_factory=SultaniConfig)  # the reference MIL detector (Table 2's floor)
+    topk_mil: TopKMILConfig = field(default_factory=TopKMILConfig)  # the top-k MIL MLP reference
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
     seed: int = 0
     device: str = "cpu"
     amp: str = "none"  # "none" | "bf16" (autocast); see README's performance section
@@ -151,19 +207,32 @@ class PipelineConfig:
 PROFILES: dict[str, dict[str, Any]] = {
     "paper": {},
     "quick": {  # sized so that `make reproduce` (every notebook, 1 seed) fits 15 minutes on a 2-core CPU
+        # Every stage stops by the validation rule (ValidationConfig); `iterations` is its maximum, and
+        # `patience` x `validate_every` the steps it may go on without a held-out AUC better by min_delta. The
+        # maxima are what `make reproduce` affords (an encoder or TGS step costs ~0.8-1.2 s on the 2-core CPU,
+        # an expert or gate step ~0.4 s); the held-out curves of docs/studies/recipe.md peak within them.
         "data": {"n_segments": 64},
         # lr 1e-3: at UR-DMU's 1e-4, 100 steps leave the encoder below Sultani's MIL MLP on both datasets
         # (`gsmoe bench encoder-schedule`, benchmarks/sultani-floor.md).
-        "encoder": {"iterations": 100, "lr": 1e-3, "batch_normal": 16, "batch_abnormal": 16, "checkpoint_every": 50},
-        "tgs": {"iterations": 50, "batch_normal": 16, "batch_abnormal": 16, "checkpoint_every": 25},
-        # The experts and the gate train on cached task-aware features (no encoder pass per step); at these
-        # sizes a step still costs ~0.3 s on the 2-core CPU, so the schedule is what `make reproduce` affords.
-        "experts": {"iterations": 200, "batch_normal": 8, "batch_abnormal": 8, "checkpoint_every": 100},
-        "gate": {"iterations": 200, "lr": 3e-4, "batch_normal": 8, "batch_abnormal": 8, "checkpoint_every": 100},
-        # 400 of Sultani's 20,000 steps: within 0.5 AUC of 1,000-2,000 steps on the quick data (training.sultani)
-        "sultani": {"iterations": 400, "checkpoint_every": 200},
+        "encoder": {"iterations": 200, "lr": 1e-3, "batch_normal": 16, "batch_abnormal": 16, "checkpoint_every": 50,
+                    "validate_every": 25, "patience": 3},
+        "tgs": {"iterations": 100, "batch_normal": 16, "batch_abnormal": 16, "checkpoint_every": 25,
+                "validate_every": 25, "patience": 2},
+        # The experts and the gate train on cached task-aware features (no encoder pass per step).
+        "experts": {"iterations": 300, "batch_normal": 8, "batch_abnormal": 8, "checkpoint_every": 100,
+                    "validate_every": 50, "patience": 2},
+        "gate": {"iterations": 300, "lr": 3e-4, "batch_normal": 8, "batch_abnormal": 8, "checkpoint_every": 100,
+                 "validate_every": 50, "patience": 2},
+        # Sultani's steps cost ~75 ms here, the top-k MLP's ~25 ms. Sultani's hinge learns slowly (its held-out AUC
+        # still gains ~0.5 points per 500 steps after 1,000): min_delta stops it once the gains are that small.
+        "sultani": {"iterations": 1500, "checkpoint_every": 500, "validate_every": 100, "patience": 3},
+        "topk_mil": {"iterations": 600, "checkpoint_every": 200, "validate_every": 25, "patience": 6},
     },
     "tiny": {
+        # The test profile: its 40 training videos (20 abnormal in 13 classes) are too few to hold out 15% of
+        # them stratified (a third of the abnormal videos would leave training), so its stages train fixed
+        # schedules on every video; the tests that exercise the validation rule ask for it.
+        "validation": {"selection": "fixed", "share": 0.0},
         "data": {"n_segments": 32},
         "encoder": {"iterations": 12, "batch_normal": 4, "batch_abnormal": 4, "checkpoint_every": 5},
         # Every stage must learn something even here (tests/integration/test_learning.py): the experts and the
@@ -174,6 +243,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "gate": {"iterations": 60, "lr": 3e-4, "batch_normal": 4, "batch_abnormal": 4, "d_model": 64,
                  "checkpoint_every": 30},
         "sultani": {"iterations": 30, "checkpoint_every": 10},
+        "topk_mil": {"iterations": 60, "checkpoint_every": 20, "validate_every": 10, "patience": 3},
     },
 }
 
@@ -280,14 +350,15 @@ def data_identity(cfg: DataConfig) -> dict[str, Any]:
 def stage_config(cfg: PipelineConfig, stage: str, upstream: str | None) -> dict[str, Any]:
     """A stage's identity (its config hash is what DONE records): settings, data, seed, amp, upstream hash.
 
-    The Sultani reference reads the raw features, so the other stages' pooling (`n_segments`, `crops`) is
+    The references (Sultani, top-k MIL) read the raw features, so the other stages' pooling (`n_segments`, `crops`) is
     not part of its data.
     """
     settings = asdict(getattr(cfg, stage))
+    settings["validation"] = asdict(cfg.validation)  # the held-out share changes the training set
     if settings.get("init_checkpoint"):  # a path: absolute, like the data's (runs.py: equal runs hash equal)
         settings["init_checkpoint"] = str(Path(settings["init_checkpoint"]).resolve())
     data = data_identity(cfg.data)
-    if stage == "sultani":
+    if stage in ("sultani", "topk_mil"):
         data = {k: v for k, v in data.items() if k not in ("n_segments", "crops")}
     return {"stage": stage, "settings": settings, "data": data, "seed": cfg.seed, "amp": cfg.amp,
             "upstream": upstream}

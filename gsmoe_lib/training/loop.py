@@ -34,6 +34,7 @@ from gsmoe_lib.losses import urdmu_loss
 from gsmoe_lib.models.urdmu import URDMU
 from gsmoe_lib.tgs import pseudo_labels, tgs_loss
 from gsmoe_lib.training.config import TGSTrainingConfig
+from gsmoe_lib.training.validation import EarlyStopping, Validation
 
 Outputs = torch.Tensor | tuple[torch.Tensor, ...]
 
@@ -130,6 +131,7 @@ def fit(
     progress: bool = True,
     log_every: int = 10,
     on_step: Callable[[int], None] | None = None,
+    validation: Validation | None = None,
 ) -> list[dict[str, float]]:
     """Run `step(iteration, batch)` for `iterations` steps with resume, and return the loss history.
 
@@ -140,8 +142,14 @@ def fit(
     config resumes from it, fast-forwarding
     `batches` so the sampler continues where it stopped. `on_step(i)` is called after step i (a hook for
     tests and notebooks).
+
+    `validation` (`training.validation`): every `validation.every` steps and after the last one, a row
+    {"iteration", "validation", ...} joins the history; with `validation.select` the loop stops after
+    `patience` validations without improvement and the modules end in their best validated state (its row
+    gets "selected": True). The early-stopping state travels in the partial checkpoint.
     """
     start, history = 0, []
+    stopper = EarlyStopping(validation.patience, validation.min_delta) if validation is not None else None
     chash = runs.config_hash(config)
     if stage.partial_checkpoint.exists():
         ck = runs.load_checkpoint(stage.partial_checkpoint, kind=f"partial-{stage.stage}")
@@ -151,6 +159,8 @@ def fit(
             optimizer.load_state_dict(ck["optimizer"])
             set_rng_state(ck["rng"])
             start, history = int(ck["iteration"]), list(ck["history"])
+            if stopper is not None and ck.get("early_stopping"):
+                stopper.load_state_dict(ck["early_stopping"])
         # a partial checkpoint of another config is ignored and overwritten
 
     for _ in range(start):  # the sampler's state is its position in the stream
@@ -161,6 +171,7 @@ def fit(
             "modules": {n: m.state_dict() for n, m in modules.items()},
             "optimizer": optimizer.state_dict(), "rng": rng_state(), "iteration": done,
             "history": history, "config_hash": chash,
+            "early_stopping": stopper.state_dict() if stopper is not None else None,
         }, kind=f"partial-{stage.stage}")
 
     bar = tqdm(range(start, iterations), desc=stage.stage, unit="it", disable=not progress,
@@ -176,10 +187,14 @@ def fit(
                 values = {k: float(v) for k, v in parts.items()}  # one host sync per log_every steps
                 history.append({"iteration": done, **values})
                 bar.set_postfix(loss=f"{values.get('total', float('nan')):.4f}")
-            if checkpoint_every and done % checkpoint_every == 0 and done < iterations:
+            stop = validation is not None and (done % validation.every == 0 or done == iterations) and \
+                validate(validation, stopper, modules, history, done)
+            if checkpoint_every and done % checkpoint_every == 0 and done < iterations and not stop:
                 save_partial(done)
             if on_step is not None:
                 on_step(i)
+            if stop:
+                break
         boundary.raise_pending()
     except BaseException:
         if done > start and not boundary.torn:
@@ -187,7 +202,27 @@ def fit(
         raise
     finally:
         boundary.close()
+    bar.close()
+    if validation is not None and validation.select:
+        stopper.restore(modules)
+    if validation is not None:  # the row of the state the stage returns
+        chosen = stopper.best_iteration if validation.select and stopper.best_state is not None else done
+        for row in history:
+            if "validation" in row and row["iteration"] == chosen:
+                row["selected"] = True
     return history
+
+
+def validate(validation: Validation, stopper: EarlyStopping, modules: dict[str, torch.nn.Module],
+             history: list[dict[str, Any]], done: int) -> bool:
+    """One validation after step `done`: its row joins `history`; True when the stage should stop."""
+    result = validation.score()
+    history.append({"iteration": done, "validation": float(result["score"]),
+                    **{k: v for k, v in result.items() if k != "score"}})
+    if done < validation.start:
+        return False
+    stop = stopper.update(done, float(result["score"]), modules, validation.keep)
+    return stop and validation.select
 
 
 def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
@@ -220,31 +255,36 @@ def tgs_update(scores: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor
 
 
 def urdmu_update(model: URDMU, x: torch.Tensor, labels: torch.Tensor, k: int, optimizer: torch.optim.Optimizer,
-                 amp: str = "none") -> dict[str, torch.Tensor]:
+                 amp: str = "none", **loss_weights: float) -> dict[str, torch.Tensor]:
     """One UR-DMU MIL step (the encoder stage, and `gsmoe bench speed`'s encoder step); returns the loss parts.
 
     x [B, (C,) S, D] with the normal half of the batch first, labels [B]. Forward and loss under `amp`'s
-    autocast, backward and the optimiser step outside it.
+    autocast, backward and the optimiser step outside it. `loss_weights`: `losses.urdmu_loss`'s term weights
+    (default UR-DMU's).
     """
     with autocast(x.device.type, amp):
         out = model(x, training_extras=True)
-        loss, parts = urdmu_loss(out, labels, k)
+        loss, parts = urdmu_loss(out, labels, k, **loss_weights)
     optimizer_step(loss, optimizer)
     return {**parts, "total": loss.detach()}
 
 
 @torch.inference_mode()
 def frozen_forward(fn: Callable[[torch.Tensor], Outputs], x: torch.Tensor, device: str, amp: str = "none",
-                   chunk: int = 64, progress: bool = False, desc: str = "frozen forward") -> Outputs:
+                   chunk: int = 64, progress: bool = False, desc: str = "frozen forward",
+                   rows: torch.Tensor | None = None) -> Outputs:
     """fn over x [N, ...] a chunk of samples at a time, without gradients: fn's output(s) [N, ...] in float32.
 
     `fn` is a frozen module's forward (put the module in eval mode first); each chunk is moved to `device`
-    as float32 and run under `amp`'s autocast. A tuple output is concatenated element by element.
+    as float32 and run under `amp`'s autocast. A tuple output is concatenated element by element. `rows`
+    [N'] (e.g. the held-out samples): only those samples, in that order, without copying x first.
     """
     outs: list[Outputs] = []
-    for start in tqdm(range(0, x.shape[0], chunk), desc=desc, unit="chunk", disable=not progress):
+    n = x.shape[0] if rows is None else len(rows)
+    for start in tqdm(range(0, n, chunk), desc=desc, unit="chunk", disable=not progress):
+        part = x[start:start + chunk] if rows is None else x[rows[start:start + chunk].to(x.device)]
         with autocast(device, amp):
-            out = fn(x[start:start + chunk].to(device).float())
+            out = fn(part.to(device).float())
         outs.append(tuple(o.float() for o in out) if isinstance(out, tuple) else out.float())
     if outs and isinstance(outs[0], tuple):
         return tuple(torch.cat(parts) for parts in zip(*outs))

@@ -25,15 +25,16 @@ from gsmoe_lib.data.batching import TrainSet
 from gsmoe_lib.device import autocast
 from gsmoe_lib.models.experts import Experts
 from gsmoe_lib.models.gate import Gate
-from gsmoe_lib.models.gsmoe import GSMoEModel
+from gsmoe_lib.models.gsmoe import GSMoEModel, combine_experts
 from gsmoe_lib.models.urdmu import URDMU, k_for_length
 from gsmoe_lib.training.config import ExpertsConfig, PipelineConfig, stage_config
 from gsmoe_lib.training.data import Data
 from gsmoe_lib.training.loop import frozen_forward, tgs_update
 from gsmoe_lib.training.pseudo_labels import (FROM_TEACHER, REFRESHING, PseudoLabels, training_health,
                                               warmup_per_pool)
-from gsmoe_lib.training.stages import (RandomStream, StageResult, Trained, Training, evaluate, load_or_train,
-                                       stage_generator)
+from gsmoe_lib.training.stages import (RandomStream, StageResult, Trained, Training, evaluate,
+                                       held_out_validation, load_or_train, stage_generator)
+from gsmoe_lib.training.validation import hold_out, own_class_auc, stage_validation, video_auc
 
 FeatureCache = Any  # (features [N, S, F], scores [N, S]) or a zero-argument callable returning them
 
@@ -161,8 +162,10 @@ def train_experts(cfg: PipelineConfig, data: Data, encoder: URDMU, run_dir: str 
 
     def build() -> Training:
         features, enc_scores = _resolve_cache(cache, encoder, data, cfg, progress)  # [N, S, F], [N, S]
-        labels, _, _ = flat_labels(data.train)
-        member, names = expert_membership(xc, data.train, features, cfg.seed)  # [N, E] bool
+        labels, class_index, video_index = flat_labels(data.train)
+        val = hold_out(labels, class_index, video_index, data.train.classes, cfg.validation)
+        pools, names = expert_membership(xc, data.train, features, cfg.seed)  # [N, E] bool, held-out included
+        member = pools & val.train_mask[:, None]  # [N, E]: what trains each expert
         E = len(names)
         experts = Experts(E, features.shape[-1], d_model=xc.d_model, dropout=xc.dropout).to(device).train()
         optimizer = torch.optim.AdamW(experts.parameters(), lr=xc.lr, weight_decay=xc.weight_decay)
@@ -171,7 +174,7 @@ def train_experts(cfg: PipelineConfig, data: Data, encoder: URDMU, run_dir: str 
         store = PseudoLabels.for_stage(xc, member, features.shape[1], warmup, features.device)
         if source in FROM_TEACHER:
             store.set_from_teacher(enc_scores, labels, "experts")
-        normal = torch.nonzero(labels.cpu() == 0).flatten()
+        normal = torch.nonzero((labels.cpu() == 0) & val.train_mask).flatten()
         batches = per_expert_batches(member, normal, xc.batch_normal, xc.batch_abnormal,
                                      stage_generator(cfg.seed, "experts"), xc.other_class_negatives)
         member_dev, warmup_dev = member.to(features.device), warmup.to(features.device)
@@ -211,8 +214,23 @@ def train_experts(cfg: PipelineConfig, data: Data, encoder: URDMU, run_dir: str 
             metrics.update(expert_names=names, expert_combine=cfg.expert_combine, warmup_iterations=warmup.tolist())
             return Trained(experts, metrics, scores, {**experts.checkpoint_payload(), "names": names})
 
+        own = pools[val.rows]  # [N', E]: which held-out samples are each expert's own
+
+        def val_score() -> dict[str, Any]:
+            s = torch.cat([own_scores(r) for r in val.rows.split(256)])  # [N', S, E]
+            own_auc = own_class_auc(val, s, k, own)
+            combined = video_auc(val, combine_experts(s, cfg.expert_combine), k)
+            finite = [a for a in own_auc if a == a]
+            mean_own = sum(finite) / len(finite) if finite else float("nan")
+            score = mean_own if xc.validation_score == "own" else combined
+            return {"score": score, "combined": combined, "own_class_mean": mean_own, "own_class": own_auc}
+
+        if xc.validation_score not in ("combined", "own"):
+            raise ValueError(f"experts.validation_score must be 'combined' or 'own', got {xc.validation_score!r}")
+        validation = stage_validation(cfg.validation, xc, val, val_score, start=int(warmup.max()),
+                                      keep=("experts",))
         return Training({"experts": experts, "pseudo": store}, optimizer, xc.iterations, xc.checkpoint_every,
-                        batches, step, finish)
+                        batches, step, finish, validation)
 
     return load_or_train(cfg, run_dir, stage_name, stage_config(cfg, "experts", upstream), "experts",
                          Experts.from_checkpoint, build, progress, on_step)
@@ -242,9 +260,11 @@ def train_gate(cfg: PipelineConfig, data: Data, encoder: URDMU, experts: Experts
         full = GSMoEModel(encoder, experts, gate)
         gate.to(device).train()
         optimizer = torch.optim.AdamW(gate.parameters(), lr=gc.lr, weight_decay=gc.weight_decay)
-        labels = flat_labels(data.train)[0].to(device)
+        flat = flat_labels(data.train)
+        val = hold_out(*flat, data.train.classes, cfg.validation)
+        labels = flat[0].to(device)
         k = k_for_length(features.shape[1])
-        member = (labels.cpu() == 1)[:, None]  # [N, 1]
+        member = ((labels.cpu() == 1) & val.train_mask)[:, None]  # [N, 1]
         warmup = warmup_per_pool(gc, member.sum(0), "gate")
         store = PseudoLabels.for_stage(gc, member, features.shape[1], warmup, features.device)
         if source in FROM_TEACHER:
@@ -252,7 +272,8 @@ def train_gate(cfg: PipelineConfig, data: Data, encoder: URDMU, experts: Experts
         # crops on an axis were folded into samples by encode_train_set: sample from the flat set
         flat_train = replace(data.train, features=features, labels=labels.cpu()) if data.train.features.dim() == 4 \
             else data.train
-        batches = flat_train.sampler(gc.batch_normal, gc.batch_abnormal, generator=stage_generator(cfg.seed, "gate"))
+        batches = flat_train.sampler(gc.batch_normal, gc.batch_abnormal, generator=stage_generator(cfg.seed, "gate"),
+                                     among=val.train_mask)
         drop_gen = stage_generator(cfg.seed, "gate-feature-dropout")
 
         @torch.no_grad()
@@ -288,10 +309,14 @@ def train_gate(cfg: PipelineConfig, data: Data, encoder: URDMU, experts: Experts
             metrics.update(training_health(store, source, history, "gate"))
             return Trained(full, metrics, scores, gate.checkpoint_payload())
 
+        def val_scores(rows: torch.Tensor) -> torch.Tensor:  # [N'] -> [N', S], eval mode
+            return torch.cat([own_scores(r) for r in rows.split(256)])[..., 0]
+
+        validation = held_out_validation(cfg, gc, val, val_scores, k, start=int(warmup[0]), keep=("gate",))
         saved = {"gate": gate, "pseudo": store}
         if gc.feature_dropout > 0:  # its draws continue where they stopped after a resume
             saved["feature_dropout"] = RandomStream(drop_gen)
-        return Training(saved, optimizer, gc.iterations, gc.checkpoint_every, batches, step, finish)
+        return Training(saved, optimizer, gc.iterations, gc.checkpoint_every, batches, step, finish, validation)
 
     return load_or_train(cfg, run_dir, stage_name, stage_config(cfg, "gate", upstream), "gate", load, build,
                          progress, on_step)

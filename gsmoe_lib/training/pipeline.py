@@ -1,8 +1,8 @@
 """The whole training pipeline: the stages in order, each on the one it was trained from.
 
 `run_pipeline(cfg, RUN)` runs (or loads, when finished with the same config) encoder -> tgs -> experts ->
-gate, and the Sultani reference when asked; `run_variant` trains ablations (other experts and / or another
-gate) beside the main stages of the same run folder.
+gate, and the references (Sultani's, the top-k MIL MLP) when asked; `run_variant` trains ablations (other
+experts and / or another gate) beside the main stages of the same run folder.
 
 A stage's config records the hash of its upstream stage's config ("upstream"), so a change anywhere upstream
 makes every later stage another run. That chain is built in one place, `upstream_hashes`: the pipeline and
@@ -25,6 +25,7 @@ from gsmoe_lib.training.data import Data, load_data
 from gsmoe_lib.training.moe_stages import lazy_train_cache, train_experts, train_gate
 from gsmoe_lib.training.stages import REFERENCE_STAGES, STAGES, StageResult, finetune_tgs, train_encoder
 from gsmoe_lib.training.sultani import train_sultani
+from gsmoe_lib.training.topk_mil import train_topk_mil
 
 
 def upstream_hashes(cfg: PipelineConfig) -> dict[str, str | None]:
@@ -81,8 +82,8 @@ def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, stages: tuple[str, ..
     """Run (or load, when finished with the same config) the stages in order; returns stage -> result.
 
     The stages a named stage trains on run first (asking for "gate" runs all four). `stages` may also name
-    the REFERENCE_STAGES ("sultani"): trained first, on the raw features, and independent of the others
-    (`stages=("sultani",)` trains nothing else).
+    the REFERENCE_STAGES ("sultani", "topk_mil"): trained first, on the raw features, and independent of the
+    others (`stages=("sultani",)` trains nothing else).
     """
     unknown = [s for s in stages if s not in STAGES + REFERENCE_STAGES]
     if unknown:
@@ -95,6 +96,8 @@ def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, stages: tuple[str, ..
     results: dict[str, StageResult] = {}
     if "sultani" in stages:
         results["sultani"] = train_sultani(cfg, data, run_dir, progress)
+    if "topk_mil" in stages:
+        results["topk_mil"] = train_topk_mil(cfg, data, run_dir, progress)
     if not any(s in STAGES for s in stages):
         return results
     last = max(STAGES.index(s) for s in stages if s in STAGES)  # every stage up to the last one asked for

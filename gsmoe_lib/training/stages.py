@@ -39,12 +39,15 @@ from gsmoe_lib.training.loop import fit, frozen_forward, tgs_update, urdmu_updat
 from gsmoe_lib.tgs import TGSConfig
 from gsmoe_lib.training.pseudo_labels import (FROM_TEACHER, REFRESHING, PseudoLabels, splat_teacher,
                                               training_health, warmup_per_pool)
+from gsmoe_lib.training.validation import (HeldOut, Validation, hold_out_set, selection_summary, stage_validation,
+                                           video_auc)
 
 STAGES = ("encoder", "tgs", "experts", "gate")
 # Reference detectors beside GS-MoE's stages, trained when named in `stages` (training/sultani.py).
-REFERENCE_STAGES = ("sultani",)
+REFERENCE_STAGES = ("sultani", "topk_mil")
 # Added to the run seed for each stage's batch generator (and the gate's feature-dropout draws).
-SEED_OFFSETS = {"encoder": 0, "tgs": 1, "experts": 2, "gate": 3, "sultani": 4, "gate-feature-dropout": 1003}
+SEED_OFFSETS = {"encoder": 0, "tgs": 1, "experts": 2, "gate": 3, "sultani": 4, "topk_mil": 5,
+                "gate-feature-dropout": 1003}
 
 
 def stage_generator(seed: int, name: str) -> torch.Generator:
@@ -94,6 +97,7 @@ class Training:
     batches: Iterator[Any]  # endless, from the stage's own generator (`stage_generator`)
     step: Callable[[int, Any], dict[str, torch.Tensor]]  # (iteration, batch) -> detached loss parts
     finish: Callable[[list[dict[str, float]]], Trained]  # (loss history) -> evaluated model
+    validation: Validation | None = None  # how the stage chooses its length (training.validation)
 
 
 def load_or_train(cfg: PipelineConfig, run_dir: str | Path, name: str, config: dict[str, Any], kind: str,
@@ -117,8 +121,9 @@ def load_or_train(cfg: PipelineConfig, run_dir: str | Path, name: str, config: d
         runs.seed_everything(cfg.seed)
         t = build()
         history = fit(stage, config, t.modules, t.optimizer, t.iterations, t.batches, t.step, t.checkpoint_every,
-                      progress, on_step=on_step)
+                      progress, on_step=on_step, validation=t.validation)
         out = t.finish(history)
+        out.metrics.update(selection_summary(history))
         stage.write_results(out.payload, kind, history, out.scores)
         stage.finish(config, out.metrics)
     return StageResult(out.model, out.metrics, stage.path, False)
@@ -152,6 +157,30 @@ def evaluate(score_fn: Callable[[torch.Tensor], Any], test: FeatureDataset, cfg:
     return metrics, scores
 
 
+def held_out_validation(cfg: PipelineConfig, settings: Any, val: HeldOut,
+                        scores_of: Callable[[torch.Tensor], torch.Tensor], k: int, start: int = 0,
+                        keep: tuple[str, ...] | None = None) -> Validation | None:
+    """A stage's `Validation`: the video-level AUC of the held-out samples' top-k scores.
+
+    scores_of(rows [N']) -> scores [N', S] of those training samples, in eval mode (and back to training
+    mode after). `start`, `keep`: see `validation.Validation`.
+    """
+    return stage_validation(cfg.validation, settings, val, lambda: {"score": video_auc(val, scores_of(val.rows), k)},
+                            start, keep)
+
+
+def eval_scores(model: torch.nn.Module, fn: Callable[[torch.Tensor], torch.Tensor], features: torch.Tensor,
+                cfg: PipelineConfig) -> Callable[[torch.Tensor], torch.Tensor]:
+    """rows -> fn(features[rows]) with `model` in eval mode for the pass (training mode after)."""
+    def scores_of(rows: torch.Tensor) -> torch.Tensor:
+        model.eval()
+        out = frozen_forward(fn, features, cfg.device, cfg.amp, rows=rows)
+        model.train()
+        return out
+
+    return scores_of
+
+
 # ---------------------------------------------------------------------------------------------------
 # Stage 1: the task encoder (UR-DMU, MIL)
 # ---------------------------------------------------------------------------------------------------
@@ -173,15 +202,22 @@ def train_encoder(cfg: PipelineConfig, data: Data, run_dir: str | Path, progress
         def step(i: int, idx: torch.Tensor) -> dict[str, torch.Tensor]:
             idx = idx.to(train.features.device)
             x, labels = train.features[idx].float(), labels_dev[idx]  # [B, (C,) S, D], [B] normal half first
-            return urdmu_update(model, x, labels, k, optimizer, cfg.amp)
+            return urdmu_update(model, x, labels, k, optimizer, cfg.amp, memory_weight=ec.memory_weight,
+                                triplet_weight=ec.triplet_weight, kl_weight=ec.kl_weight,
+                                distance_weight=ec.distance_weight)
 
         def finish(history: list[dict[str, float]]) -> Trained:
             model.eval()
             metrics, scores = evaluate(lambda x: model(x).scores, data.test, cfg, progress)
             return Trained(model, metrics, scores, model.checkpoint_payload())
 
-        batches = train.sampler(ec.batch_normal, ec.batch_abnormal, generator=stage_generator(cfg.seed, "encoder"))
-        return Training({"model": model}, optimizer, ec.iterations, ec.checkpoint_every, batches, step, finish)
+        val = hold_out_set(train, cfg.validation)
+        batches = train.sampler(ec.batch_normal, ec.batch_abnormal, generator=stage_generator(cfg.seed, "encoder"),
+                                among=val.train_mask)
+        validation = held_out_validation(
+            cfg, ec, val, eval_scores(model, lambda x: model(x, training_extras=False).scores, train.features, cfg), k)
+        return Training({"model": model}, optimizer, ec.iterations, ec.checkpoint_every, batches, step, finish,
+                        validation)
 
     return load_or_train(cfg, run_dir, "encoder", stage_config(cfg, "encoder", None), "urdmu",
                          URDMU.from_checkpoint, build, progress, on_step)
@@ -220,7 +256,8 @@ def finetune_tgs(cfg: PipelineConfig, data: Data, encoder: URDMU, run_dir: str |
         model.to(device).train()
         optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
         k = k_for_length(train.features.shape[-2])
-        member = (train.labels == 1)[:, None]  # [N, 1]: one pool, every abnormal sample
+        val = hold_out_set(train, cfg.validation)
+        member = ((train.labels == 1) & val.train_mask)[:, None]  # [N, 1]: one pool, every abnormal training sample
         warmup = warmup_per_pool(tc, member.sum(0), "tgs")
         store = PseudoLabels.for_stage(tc, member, train.features.shape[-2], warmup, train.features.device)
         if source in FROM_TEACHER:  # the copy still holds the MIL weights: its eval-mode scores are the teacher's
@@ -252,9 +289,13 @@ def finetune_tgs(cfg: PipelineConfig, data: Data, encoder: URDMU, run_dir: str |
             metrics.update(training_health(store, source, history, "tgs"))
             return Trained(model, metrics, scores, model.checkpoint_payload())
 
-        batches = train.sampler(tc.batch_normal, tc.batch_abnormal, generator=stage_generator(cfg.seed, "tgs"))
+        batches = train.sampler(tc.batch_normal, tc.batch_abnormal, generator=stage_generator(cfg.seed, "tgs"),
+                                among=val.train_mask)
+        validation = held_out_validation(
+            cfg, tc, val, eval_scores(model, lambda x: model(x, training_extras=False).scores, train.features, cfg), k,
+            start=int(warmup[0]), keep=("model",))
         return Training({"model": model, "pseudo": store}, optimizer, tc.iterations, tc.checkpoint_every, batches,
-                        step, finish)
+                        step, finish, validation)
 
     return load_or_train(cfg, run_dir, "tgs", stage_config(cfg, "tgs", upstream), "urdmu", URDMU.from_checkpoint,
                          build, progress, on_step)

@@ -13,6 +13,8 @@ The stage, as Sultani et al. train it:
   on the raw features, trained with `losses.sultani_ranking_loss` (hinge on the bags' top segments,
   smoothness and sparsity with λ1 = λ2 = 8e-5);
 - batches of 30 abnormal + 30 normal bags, Adagrad.
+- length: the validation rule of every stage (`training.validation`): the held-out training videos ranked
+  by their top segment's score (the score the ranking loss trains), best checkpoint kept, early stop;
 - test: every snippet of every test video is scored (no pooling, as every other stage here; Sultani's
   evaluation scores 32 segments and repeats each over its frames), crops as below.
 
@@ -62,7 +64,9 @@ from gsmoe_lib.models.sultani import SultaniMLP
 from gsmoe_lib.training.config import PipelineConfig, SultaniConfig, dataset_name, stage_config
 from gsmoe_lib.training.data import Data, open_splits
 from gsmoe_lib.training.loop import optimizer_step
-from gsmoe_lib.training.stages import StageResult, Trained, Training, evaluate, load_or_train, stage_generator
+from gsmoe_lib.training.stages import (StageResult, Trained, Training, eval_scores, evaluate, held_out_validation,
+                                       load_or_train, stage_generator)
+from gsmoe_lib.training.validation import hold_out_set
 
 STAGE = "sultani"
 CROP_MODES = ("mean", "independent")
@@ -103,6 +107,18 @@ def pool_bags(ds: FeatureDataset, n_segments: int = 32, crops: str = "mean", pro
                     [v.name for v in ds.videos], "mean")
 
 
+def reference_bags(cfg: PipelineConfig, data: Data | None, n_segments: int, crops: str, progress: bool
+                   ) -> tuple[TrainSet, FeatureDataset]:
+    """A reference stage's inputs: the raw training split pooled to `n_segments` bags (`pool_bags`) and the
+    test split (the pipeline's, when `data` is given; else opened from `cfg.data`)."""
+    dataset = data.dataset if data is not None else dataset_name(cfg.data)
+    if data is not None:
+        train_ds, test = open_splits(cfg.data, ("train",), dataset)[0], data.test
+    else:
+        train_ds, test = open_splits(cfg.data, ("train", "test"), dataset)
+    return pool_bags(train_ds, n_segments, crops, progress), test
+
+
 def score_fn(model: SultaniMLP, crops: str) -> Callable[[torch.Tensor], torch.Tensor]:
     """x [1, C, T, D] -> scores [1, T]: crop-averaged features ("mean") or crop-averaged scores ("independent")."""
     if crops == "mean":
@@ -122,12 +138,7 @@ def train_sultani(cfg: PipelineConfig, data: Data | None, run_dir: str | Path, p
     check_config(sc)
 
     def build() -> Training:
-        dataset = data.dataset if data is not None else dataset_name(cfg.data)
-        if data is not None:
-            train_ds, test = open_splits(cfg.data, ("train",), dataset)[0], data.test
-        else:
-            train_ds, test = open_splits(cfg.data, ("train", "test"), dataset)
-        bags = pool_bags(train_ds, sc.n_segments, sc.crops, progress)
+        bags, test = reference_bags(cfg, data, sc.n_segments, sc.crops, progress)
         features = bags.features.to(device)  # [N, S, D]
         labels = bags.labels.to(device)  # [N]
         model = SultaniMLP(features.shape[-1], sc.hidden, sc.bottleneck, sc.dropout).to(device).train()
@@ -148,8 +159,13 @@ def train_sultani(cfg: PipelineConfig, data: Data | None, run_dir: str | Path, p
             metrics["test_score_std"] = float(np.concatenate(all_scores).std()) if all_scores else float("nan")
             return Trained(model, metrics, scores, {**model.checkpoint_payload(), "crops": sc.crops})
 
-        batches = bags.sampler(sc.batch_normal, sc.batch_abnormal, generator=stage_generator(cfg.seed, STAGE))
-        return Training({"model": model}, optimizer, sc.iterations, sc.checkpoint_every, batches, step, finish)
+        val = hold_out_set(bags, cfg.validation)
+        batches = bags.sampler(sc.batch_normal, sc.batch_abnormal, generator=stage_generator(cfg.seed, STAGE),
+                               among=val.train_mask)
+        # Sultani's loss reads each bag's top segment: validation ranks videos by their top-1 segment score
+        validation = held_out_validation(cfg, sc, val, eval_scores(model, model, features, cfg), k=1)
+        return Training({"model": model}, optimizer, sc.iterations, sc.checkpoint_every, batches, step, finish,
+                        validation)
 
     return load_or_train(cfg, run_dir, stage_name, stage_config(cfg, STAGE, None), STAGE, SultaniMLP.from_checkpoint,
                          build, progress, on_step)

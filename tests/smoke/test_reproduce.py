@@ -110,6 +110,9 @@ def test_results_json_carries_the_diagnostics(run):
         assert results["tsne"]["experts_minus_baseline"] == pytest.approx(sil["experts"] - sil["baseline"])
     md = (run / "results.md").read_text()
     assert "Diagnostics of the mixture" in md and "Stage collapse" in md
+    if "10_task_encoder" in PRESENT:  # the top-k MIL reference row, and the sentence that compares with it
+        assert "| top-k MIL MLP (reference, raw features) |" in md
+        assert "**Below the top-k MIL reference** on AUC" in md or "at or above the top-k MIL reference on AUC" in md
 
 
 def test_executed_notebooks_figures_and_timings(run):
@@ -118,7 +121,8 @@ def test_executed_notebooks_figures_and_timings(run):
         assert any(c.get("outputs") for c in executed.cells if c.cell_type == "code"), nb
     pngs = sorted((run / "figures").glob("*.png"))
     expected = {"data_class_counts", "data_feature_traces", "encoder_loss", "tgs_sigma_interpretations",
-                "tgs_pseudo_labels", "gate_loss", "table2_ablation", "table3_gate_features", "table5_cluster_experts"}
+                "tgs_pseudo_labels", "tgs_loss", "experts_loss", "gate_loss", "table2_ablation",
+                "table3_gate_features", "table5_cluster_experts"}
     assert expected <= {p.stem for p in pngs}
     for png in pngs:
         pdf = png.with_suffix(".pdf")

@@ -76,3 +76,19 @@ def test_plot_sweep_spread_one_panel_per_metric_one_dot_per_seed():
     assert sorted(dots[:, 1]) == pytest.approx([60.0, 62.0])  # one dot per finished seed, in percent
     assert auc.collections[1].get_segments()[0][0][1] == pytest.approx(61.0)  # the mean line
     plt.close(fig)
+
+
+def test_loss_history_draws_the_validation_curve_on_a_labelled_second_axis():
+    rows = [{"iteration": 10, "total": 0.7}, {"iteration": 10, "validation": 0.6},
+            {"iteration": 20, "total": 0.5}, {"iteration": 20, "validation": 0.8, "selected": True}]
+    fig = figures.plot_loss_history({"seed 0": rows})
+    loss_ax, val_ax = fig.axes
+    assert loss_ax.get_ylabel() == "training loss" and "validation AUC" in val_ax.get_ylabel()
+    curve = [ln for ln in val_ax.get_lines() if ln.get_linestyle() == "--"][0]
+    assert list(curve.get_ydata()) == [60.0, 80.0]  # percent
+    marked = [ln for ln in val_ax.get_lines() if ln.get_marker() == "o"]
+    assert [list(ln.get_xdata()) for ln in marked] == [[20]]  # the selected checkpoint
+    assert [t.get_text() for t in loss_ax.get_legend().get_texts()] == ["seed 0: training loss",
+                                                                       "seed 0: validation AUC"]
+    plt.close(fig)
+    assert len(figures.plot_loss_history({"a": rows[::2]}).axes) == 1  # no validation rows: one axis

@@ -128,3 +128,19 @@ def test_saturated_scores_give_finite_gradients_also_under_autocast():
     loss.backward()
     assert loss.item() == pytest.approx(100.0 + 100.0)
     assert torch.isfinite(scores.grad).all()
+
+
+def test_the_encoder_stage_passes_its_auxiliary_weights_to_urdmu_loss():
+    from gsmoe_lib.models.urdmu import URDMU
+    from gsmoe_lib.training.loop import urdmu_update
+
+    torch.manual_seed(0)
+    model = URDMU(input_dim=8)
+    x, labels = torch.rand(4, 16, 8), torch.tensor([0.0, 0.0, 1.0, 1.0])
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)  # no change to the weights: both calls see one model
+    off = dict(memory_weight=0.0, triplet_weight=0.0, kl_weight=0.0, distance_weight=0.0)
+    model.eval()  # no dropout: the two forward passes are the same (training_extras still computed)
+    mil_only = urdmu_update(model, x, labels, 2, opt, **off)
+    full = urdmu_update(model, x, labels, 2, opt)
+    assert float(mil_only["total"]) == pytest.approx(float(mil_only["mil"]))
+    assert float(full["total"]) > float(full["mil"])  # UR-DMU's own weights add the auxiliary terms

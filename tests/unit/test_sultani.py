@@ -103,3 +103,21 @@ def test_results_md_puts_the_sultani_row_first_in_table_2_beside_the_papers_77_4
     assert lines[0].startswith("| Sultani MIL") and "| 81.23 | 77.42 |" in lines[0]
     assert lines[1].startswith("| UR-DMU baseline")
     assert "Sultani" not in results_markdown({"dataset": "ucf-crime", "ablation": {"baseline": row}})
+
+
+def test_results_md_has_the_top_k_mil_row_and_names_the_stages_below_it():
+    from gsmoe_lib.reporting import results_markdown
+
+    row = {"auc": 0.8123, "auc_abnormal": 0.7, "ap": 0.5, "ap_abnormal": 0.6}
+    results = {"dataset": "ucf-crime", "profile": "quick", "seeds": 1, "sultani": row,
+               "topk_mil": dict(row, auc=0.83),
+               "ablation": {"baseline": dict(row, auc=0.76), "tgs": dict(row, auc=0.84)}}
+    md = results_markdown(results)
+    table2 = md.split("## Table 2")[1].split("##")[0]
+    lines = [ln for ln in table2.splitlines() if ln.startswith("| ") and "---" not in ln][1:]
+    assert lines[0].startswith("| Sultani MIL") and lines[1].startswith("| top-k MIL MLP")
+    assert "| 83.00 | – |" in lines[1]  # no paper number
+    assert "**Below the top-k MIL reference** on AUC: UR-DMU baseline (encoder, MIL) (76.00 against 83.00)." \
+        in table2 and "+ TGS (" not in table2
+    results["ablation"]["baseline"]["auc"] = 0.9
+    assert "Every stage is at or above the top-k MIL reference on AUC (83.00)." in results_markdown(results)
