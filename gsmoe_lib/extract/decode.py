@@ -132,7 +132,7 @@ class Snippets:
                              f"{self.frames_decoded - 1} of the {self.header_frames} frames its header lists")
         if self.frames_decoded < SNIPPET_FRAMES:
             raise VideoError(f"{self.path}: {self.frames_decoded} frames decoded, fewer than the "
-                             f"{SNIPPET_FRAMES} of one snippet")
+                             f"{SNIPPET_FRAMES} frames of one snippet")
         if pending and self.rule == "ceil":
             self.n_snippets += 1
             self._put(np.stack(fill_snippet(pending, self.recipe.padding)))
