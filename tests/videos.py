@@ -1,7 +1,8 @@
 """Videos made inside the tests (no downloads): a white square moving over noise, written with PyAV.
 
-`write_video(path, n_frames, width, height)` writes an H.264 .mp4 at 25 frames/s (`faststart`: the index at
-the front, so that a file cut in half still opens and fails while decoding, as a broken download does);
+`write_video(path, n_frames, width, height)` writes an H.264 .mp4 at 25 frames/s (`extract.demo`;
+`faststart`: the index at the front, so that a file cut in half still opens and fails while decoding, as a
+broken download does);
 `truncate(src, dst)` keeps the first half of a file; `frames_rgb(path)` decodes every frame back as
 uint8 [N, H, W, 3], the tests' own reference (independent of gsmoe_lib.extract).
 """
@@ -13,31 +14,10 @@ from pathlib import Path
 import numpy as np
 
 
-def square_over_noise(i: int, width: int, height: int, seed: int = 0) -> np.ndarray:
-    """Frame i: uint8 [H, W, 3] noise with a white square that moves 4 px right per frame."""
-    rng = np.random.default_rng(seed + i)
-    img = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
-    side = max(height // 6, 8)
-    x = (8 + 4 * i) % max(width - side, 1)
-    img[8:8 + side, x:x + side] = 255
-    return img
-
-
 def write_video(path: str | Path, n_frames: int, width: int = 320, height: int = 240, fps: int = 25) -> Path:
-    import av
+    from gsmoe_lib.extract.demo import write_demo_video
 
-    path = Path(path)
-    with av.open(str(path), "w", options={"movflags": "faststart"}) as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"crf": "18", "preset": "ultrafast"}
-        for i in range(n_frames):
-            frame = av.VideoFrame.from_ndarray(square_over_noise(i, width, height), format="rgb24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    return write_demo_video(path, n_frames, width, height, fps)
 
 
 def write_audio_only(path: str | Path) -> Path:
