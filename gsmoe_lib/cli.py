@@ -47,6 +47,8 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
      "test metrics along training of the encoder or the Sultani MIL stage"),
     (("bench", "paper-pipeline"), "gsmoe_lib.bench.paper_pipeline",
      "the four stages at paper-scale training settings, end to end, timed"),
+    (("bench", "extract"), "gsmoe_lib.bench.extract",
+     "gsmoe extract: snippets/s of decoding, the model and both, and peak host memory on a long video"),
     (("sweep",), "gsmoe_lib.sweep", "run a seeds x settings sweep locally or on a Dask cluster"),
 ]
 

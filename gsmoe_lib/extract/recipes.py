@@ -199,5 +199,7 @@ def crop_clip(clip: np.ndarray, windows: list[CropWindow]) -> np.ndarray:
 
 def normalise(crops, recipe: Recipe):
     """Crops uint8 [..., 16, 224, 224, 3] (a torch tensor) -> float [..., 3, 16, 224, 224], per the recipe."""
-    x = crops.float() * recipe.scale + recipe.shift
-    return x.movedim(-1, -4)  # channels before time: [..., 3, 16, 224, 224]
+    # Channels before time while still uint8 (a quarter of the float copy), then scaled in place: one float
+    # buffer per batch (10 crops: 96 MB) instead of three.
+    x = crops.movedim(-1, -4).contiguous().float()  # [..., 3, 16, 224, 224]
+    return x.mul_(recipe.scale).add_(recipe.shift)
