@@ -39,6 +39,10 @@ its dataset; `--backbone` / `--recipe` override), kept in OUT/features/ beside t
 a features file. With `--plot` its picture is the score over time with thumbnails of the frames at the
 highest peaks (`extract.picture`).
 
+`--encoder CHECKPOINT` instead of `--run`: a released UR-DMU checkpoint scores alone (`EncoderDetector`), so
+the two public files (the I3D weights and UR-DMU's UCF checkpoint) give an anomaly curve for a video with no
+training at all.
+
 A features file is checked before it is scored (`load_features`, `first_non_finite`): a file that is not
 a NumPy .npy array, holds Python objects or no numbers, or has a NaN / Inf is an error naming the file
 (and the first bad snippet), which `gsmoe score` reports in one line.
@@ -148,6 +152,44 @@ class GSMoE:
         return result
 
 
+class EncoderDetector:
+    """UR-DMU alone as the detector: a released checkpoint (`models.urdmu.load_released`), no run needed.
+
+    `gsmoe score --encoder urdmu_ucf.pkl VIDEO.mp4 --i3d rgb_imagenet.pt` gives an anomaly curve from the two
+    public files only. Its score is the encoder's own snippet score, averaged over crops; there are no experts,
+    so the CSV has one "expert" column, UR-DMU, equal to the score.
+    """
+
+    NAME = "UR-DMU"
+
+    def __init__(self, model: URDMU, device: str = "cpu") -> None:
+        self.model = model.to(device).eval()
+        self.device = device
+        self.expert_names = [self.NAME]
+
+    @property
+    def input_dim(self) -> int:
+        return self.model.input_dim
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str = "cpu") -> "EncoderDetector":
+        from gsmoe_lib.models.urdmu import load_released
+
+        return cls(load_released(path), device)
+
+    @torch.inference_mode()
+    def score(self, features: np.ndarray, name: str = "features") -> ScoreResult:
+        x = np.asarray(features)
+        x = x[None] if x.ndim == 2 else x  # [C, T, D]
+        if x.ndim != 3 or x.shape[-1] != self.input_dim or x.shape[1] == 0:
+            raise ValueError(f"{name}: expected features [T, D] or [C, T, D] with D={self.input_dim} "
+                             f"(the checkpoint's feature width), got shape {np.asarray(features).shape}")
+        t = torch.from_numpy(np.require(x, np.float32, ["C", "W"])).to(self.device)[None]  # [1, C, T, D]
+        scores = self.model(t, training_extras=False).scores[0].float().cpu().numpy()  # [T], averaged over crops
+        return ScoreResult(scores=scores, expert_scores=scores[:, None], expert_names=[self.NAME],
+                           strongest_expert=np.asarray([self.NAME] * scores.size), encoder_scores=scores)
+
+
 # ---------------------------------------------------------------------------------------------------
 # Feature files and the CSV
 # ---------------------------------------------------------------------------------------------------
@@ -254,11 +296,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("features", nargs="+", metavar="FILE",
                         help="feature files (.npy), one video each: [T, D], [C, T, D] or [T, C, D]; or video files "
                              "(.mp4, .avi, ...: extracted first, needs --i3d)")
-    parser.add_argument("--run", required=True, help="finished run folder (RUN or RUN/seed-<s>)")
+    parser.add_argument("--run", default=None, help="finished run folder (RUN or RUN/seed-<s>)")
+    parser.add_argument("--encoder", default=None, metavar="CHECKPOINT",
+                        help="instead of --run: a released UR-DMU checkpoint scores alone (its own snippet scores)")
     parser.add_argument("--seed", type=int, default=0, help="which RUN/seed-<s> when RUN holds several seeds")
     parser.add_argument("--gate", default="gate", help="gate stage folder to use (e.g. gate-<variant>)")
     parser.add_argument("--out", default=None,
-                        help="folder for the CSVs and plots (default: RUN/scores/, never beside the features)")
+                        help="folder for the CSVs and plots (default: RUN/scores/, with --encoder "
+                             "runs/<checkpoint>-scores/; never beside the features)")
     parser.add_argument("--plot", action="store_true",
                         help="also write <stem>_scores.png per video: score over time, threshold, strongest "
                              "expert, ground truth (with --annotations)")
@@ -303,6 +348,8 @@ def _is_video(path: Path) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
+    if bool(args.run) == bool(args.encoder):
+        raise ValueError("give either --run RUN (a finished GS-MoE run) or --encoder CHECKPOINT (UR-DMU alone)")
     files = [Path(f) for f in args.features]
     videos = [f for f in files if _is_video(f)]
     if videos and not args.i3d:
@@ -312,18 +359,23 @@ def run(args: argparse.Namespace) -> int:
         if f not in videos:
             load_features(f)
     # Default: inside the run (the feature folder may be a read-only mount).
-    out_dir = Path(args.out) if args.out else Path(args.run) / "scores"
+    default_out = Path(args.run) / "scores" if args.run else Path("runs") / f"{Path(args.encoder).stem}-scores"
+    out_dir = Path(args.out) if args.out else default_out
     outs = [out_dir / f"{f.stem}_scores.csv" for f in files]
     dup = {str(o) for o in outs if outs.count(o) > 1}
     if dup:
         raise ValueError(f"several features files would write the same CSV {sorted(dup)}; rename them")
     threshold = float(read_operating_point(args.operating_point)["threshold"]) if args.operating_point else None
-    detector = GSMoE.from_run(args.run, stage_gate=args.gate, device=args.device, seed=args.seed, crops=args.crops)
+    if args.run:
+        detector = GSMoE.from_run(args.run, stage_gate=args.gate, device=args.device, seed=args.seed, crops=args.crops)
+    else:
+        detector = EncoderDetector.from_checkpoint(args.encoder, device=args.device)
     extracted: dict[Path, dict[str, Any]] = {}
     if videos:
         from gsmoe_lib.extract.scoring import run_dataset, video_features_for_run
 
-        extracted = video_features_for_run(videos, args.i3d, detector.input_dim, run_dataset(args.run, args.seed),
+        dataset = run_dataset(args.run, args.seed) if args.run else "ucf-crime"  # UR-DMU's UCF checkpoint
+        extracted = video_features_for_run(videos, args.i3d, detector.input_dim, dataset,
                                            out_dir / "features", args.backbone, args.recipe, args.snippets,
                                            args.device)
     annotations = None

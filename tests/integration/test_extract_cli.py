@@ -138,3 +138,21 @@ def test_score_a_video_through_the_console_script(inputs, tiny_run, tmp_path):
     # Without --i3d a video is one clear error.
     res = _gsmoe("score", "--run", run, inputs["small"])
     assert res.returncode == 2 and "pass --i3d WEIGHTS" in res.stderr
+
+
+def test_score_a_video_with_a_released_urdmu_checkpoint_alone(inputs, tmp_path):
+    """The two public files only: I3D weights and a UR-DMU checkpoint (here random, in the released keys)."""
+    from gsmoe_lib.models.urdmu import URDMU
+
+    torch.manual_seed(0)
+    checkpoint = tmp_path / "urdmu_ucf.pkl"
+    torch.save(URDMU(input_dim=1024).state_dict(), checkpoint)
+    out = tmp_path / "scores"
+    res = _gsmoe("score", "--encoder", checkpoint, inputs["small"], "--i3d", inputs["weights"], "--recipe", "centre",
+                 "--out", out, "--plot")
+    assert res.returncode == 0, res.stderr
+    rows = list(csv.DictReader(open(out / "small_scores.csv")))
+    assert len(rows) == 2 and rows[0]["strongest_expert"] == "UR-DMU" and rows[0]["UR-DMU"] == rows[0]["score"]
+    assert (out / "small_scores.png").is_file() and (out / "features" / "small__0.npy").is_file()
+    both = _gsmoe("score", "--encoder", checkpoint, "--run", tmp_path, inputs["small"], "--i3d", inputs["weights"])
+    assert both.returncode == 2 and "either --run RUN" in both.stderr
