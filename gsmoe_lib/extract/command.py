@@ -90,7 +90,8 @@ def extract_one(video: str | Path, s: ExtractSettings, out_dir: str | Path, prog
     loaded = _cache[key]
     vf = extract_video(video, loaded.model, get_recipe(s.recipe), s.rule, s.device, s.amp, s.batch, progress)
     files = write_features(Path(out_dir), video_stem(video), vf.features, s.layout)
-    return {"source": str(Path(video).resolve()), "frames_decoded": vf.frames_decoded, "fps": vf.fps,
+    return {"source": str(Path(video).resolve()), "frames_decoded": vf.frames_decoded,
+            "header_frames": vf.header_frames, "fps": vf.fps,
             "width": vf.size[0], "height": vf.size[1], "resized": list(vf.resized),
             "snippets": int(vf.features.shape[0]), "files": [f.name for f in files]}
 

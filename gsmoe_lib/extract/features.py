@@ -30,6 +30,7 @@ PRECISIONS = AMP_MODES  # "none" (float32) or "bf16": the project's one autocast
 class VideoFeatures:
     features: np.ndarray  # float32 [T, C, D]
     frames_decoded: int  # N
+    header_frames: int  # what the container's header claims (0: unknown); recorded, never used for T
     fps: float | None
     size: tuple[int, int]  # (W, H) of the source frames
     resized: tuple[int, int]  # (W', H') after the recipe's resize
@@ -82,5 +83,6 @@ def extract_video(path: str | Path, model: nn.Module, recipe: Recipe, rule: str,
         bar.update(len(group))
     bar.close()
     width, height = snippets.size
-    return VideoFeatures(np.stack(per_snippet).astype(np.float32), snippets.frames_decoded, snippets.fps,
+    return VideoFeatures(np.stack(per_snippet).astype(np.float32), snippets.frames_decoded, snippets.header_frames,
+                         snippets.fps,
                          (width, height), recipe.resized_size(width, height), names)
