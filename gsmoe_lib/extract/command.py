@@ -136,16 +136,12 @@ def extract(videos: list[Path], s: ExtractSettings, out_dir: str | Path, executo
         for v in tqdm(todo, desc="extract", unit="video", disable=not progress or len(todo) < 2):
             manifest.add(video_stem(v), extract_one(v, s, out_dir, progress=progress))
     elif executor == "dask":
-        from distributed import Client, LocalCluster, as_completed
+        from distributed import as_completed
 
-        owned = []  # what this call started and must close (as `gsmoe sweep` does)
-        if address:
-            client = Client(address)
-        else:
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
-            owned.append(cluster)
-            client = Client(cluster)
-        owned.insert(0, client)
+        from gsmoe_lib.sweep import dask_client
+
+        owned = dask_client(address, workers)  # [client, (cluster)], as `gsmoe sweep` starts them
+        client = owned[0]
         try:
             futures = {client.submit(extract_one, v, s, out_dir, pure=False): v for v in todo}
             for fut in as_completed(futures):
