@@ -74,20 +74,28 @@ def read_video_list(path: str | Path) -> list[Path]:
     return videos
 
 
-def extract_one(video: str | Path, s: ExtractSettings, out_dir: str | Path, progress: bool = False,
-                _cache: dict = {}) -> dict[str, Any]:  # noqa: B006 - one loaded model per process (Dask workers)
-    """Extract one video into out_dir (files only, no manifest); returns its manifest record."""
-    from gsmoe_lib.extract.features import extract_video
-    from gsmoe_lib.extract.weights import load_backbone
-    from gsmoe_lib.extract.writing import video_stem, write_features
+_LOADED: dict[tuple, Any] = {}  # one loaded backbone per process (this one, or a Dask worker)
 
-    key = (str(s.weights), s.backbone, s.device)
-    if key not in _cache:
-        _cache.clear()
+
+def _loaded_backbone(s: ExtractSettings):
+    from gsmoe_lib.extract.weights import load_backbone
+
+    stat = Path(s.weights).stat() if Path(s.weights).is_file() else None  # a rewritten file is loaded again
+    key = (str(Path(s.weights).resolve()), stat and (stat.st_mtime_ns, stat.st_size), s.backbone, s.device)
+    if key not in _LOADED:
+        _LOADED.clear()
         loaded = load_backbone(s.weights, s.backbone)
         loaded.model.to(s.device)
-        _cache[key] = loaded
-    loaded = _cache[key]
+        _LOADED[key] = loaded
+    return _LOADED[key]
+
+
+def extract_one(video: str | Path, s: ExtractSettings, out_dir: str | Path, progress: bool = False) -> dict[str, Any]:
+    """Extract one video into out_dir (files only, no manifest); returns its manifest record."""
+    from gsmoe_lib.extract.features import extract_video
+    from gsmoe_lib.extract.writing import video_stem, write_features
+
+    loaded = _loaded_backbone(s)
     vf = extract_video(video, loaded.model, get_recipe(s.recipe), s.rule, s.device, s.amp, s.batch, progress)
     files = write_features(Path(out_dir), video_stem(video), vf.features, s.layout)
     return {"source": str(Path(video).resolve()), "frames_decoded": vf.frames_decoded,
@@ -102,7 +110,6 @@ def extract(videos: list[Path], s: ExtractSettings, out_dir: str | Path, executo
     from gsmoe_lib import runs
     from gsmoe_lib.extract.backbones import get_backbone
     from gsmoe_lib.extract.decode import open_video
-    from gsmoe_lib.extract.weights import load_backbone
     from gsmoe_lib.extract.writing import Manifest, output_files, video_stem
 
     recipe = get_recipe(s.recipe)
@@ -115,7 +122,7 @@ def extract(videos: list[Path], s: ExtractSettings, out_dir: str | Path, executo
     for v in videos:  # every file opens as a video before any work (fail fast, name the file)
         container, _ = open_video(v)
         container.close()
-    loaded = load_backbone(s.weights, s.backbone)  # checks the weights before any output is touched
+    loaded = _loaded_backbone(s)  # checks the weights before any output is touched
     out_dir = Path(out_dir)
     env = runs.environment_record(device=s.device)
     import av
