@@ -61,31 +61,41 @@ def _load(weights: str | None, backbone: str, device: str, tmp: Path) -> nn.Modu
 
 
 def measure_speed(video: Path, model: nn.Module, recipe_name: str, device: str, batch: int) -> dict[str, Any]:
+    """Snippets/s of the three parts on `video`; wall and CPU seconds (CPU: all threads of this process)."""
     from gsmoe_lib.extract.decode import Snippets
     from gsmoe_lib.extract.features import clip_features, crop_batches, extract_video
     from gsmoe_lib.extract.recipes import get_recipe
 
     recipe = get_recipe(recipe_name)
-    t0 = time.perf_counter()
-    crops = [c for c, _ in crop_batches(Snippets(video, recipe, "floor"), recipe)]  # [C, 16, 224, 224, 3] each
-    decode_s = time.perf_counter() - t0
+    per_pass = max(1, batch // recipe.n_crops)  # snippets per forward pass, as extract_video groups them
+
+    def timed(work) -> tuple[float, float]:
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        work()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        return time.perf_counter() - wall0, time.process_time() - cpu0
+
+    crops: list[np.ndarray] = []
+    decode_s = timed(lambda: crops.extend(c for c, _ in crop_batches(Snippets(video, recipe, "floor"), recipe)))
     n = len(crops)
-    clip_features(model, crops[0][None], recipe, device, batch=batch)  # warm-up (allocator, kernels)
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    clip_features(model, np.stack(crops), recipe, device, batch=batch)
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    model_s = time.perf_counter() - t0
+    clip_features(model, np.stack(crops[:per_pass]), recipe, device, batch=batch)  # warm-up at the timed shape
+
+    def model_alone() -> None:
+        for start in range(0, n, per_pass):
+            clip_features(model, np.stack(crops[start:start + per_pass]), recipe, device, batch=batch)
+
+    model_s = timed(model_alone)
     del crops
-    t0 = time.perf_counter()
-    extract_video(video, model, recipe, "floor", device, batch=batch)
-    together_s = time.perf_counter() - t0
-    rates = {"decode": n / decode_s, "model": n / model_s, "together": n / together_s}
+    together_s = timed(lambda: extract_video(video, model, recipe, "floor", device, batch=batch))
+    parts = {"decode": decode_s, "model": model_s, "together": together_s}
+    rates = {k: n / wall for k, (wall, _) in parts.items()}
     slower = min(rates["decode"], rates["model"])
-    return {"recipe": recipe_name, "crops": recipe.n_crops, "snippets": n,
+    return {"recipe": recipe_name, "crops": recipe.n_crops, "snippets": n, "batch": batch,
             "snippets_per_s": {k: round(v, 3) for k, v in rates.items()},
+            "cpu_s_per_snippet": {k: round(cpu / n, 3) for k, (_, cpu) in parts.items()},
             "limit": "model" if rates["model"] < rates["decode"] else "decode",
             "together_over_slower": round(rates["together"] / slower, 3)}
 
