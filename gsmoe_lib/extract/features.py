@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from gsmoe_lib.device import AMP_MODES, autocast
 from gsmoe_lib.extract.decode import Snippets
 from gsmoe_lib.extract.recipes import Recipe, crop_clip, normalise
+from gsmoe_lib.host_memory import release_freed_memory
 
 PRECISIONS = AMP_MODES  # "none" (float32) or "bf16": the project's one autocast (gsmoe_lib.device)
 
@@ -66,7 +67,7 @@ def extract_video(path: str | Path, model: nn.Module, recipe: Recipe, rule: str,
     if amp not in PRECISIONS:
         raise ValueError(f"unknown precision {amp!r}; expected one of {', '.join(PRECISIONS)}")
     snippets = Snippets(path, recipe, rule)
-    per_snippet: list[np.ndarray] = []  # [C, D] each
+    per_snippet: list[np.ndarray] = []  # [C, D] each (copies: a view would keep its whole batch alive)
     names: list[str] = []
     group: list[np.ndarray] = []
     n_crops = recipe.n_crops
@@ -75,9 +76,13 @@ def extract_video(path: str | Path, model: nn.Module, recipe: Recipe, rule: str,
     for crops, names in crop_batches(snippets, recipe):
         group.append(crops)
         if len(group) == per_pass:
-            per_snippet.extend(clip_features(model, np.stack(group), recipe, device, amp, batch))
+            per_snippet.extend(f.copy() for f in clip_features(model, np.stack(group), recipe, device, amp, batch))
             bar.update(len(group))
             group = []
+            # Frames are allocated on the decode thread and freed on this one: glibc keeps such blocks in the
+            # thread arenas, and a long video grew the process by GBs (30 minutes, 10 crops: 24 GB). Handing
+            # them back once the process has grown by RELEASE_ABOVE_MB keeps it bounded (host_memory).
+            release_freed_memory()
     if group:
         per_snippet.extend(clip_features(model, np.stack(group), recipe, device, amp, batch))
         bar.update(len(group))
