@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The one prepared GPU measurement (issue 15), for a lent NVIDIA H100 with no network. Run from the repository
+# The one prepared GPU measurement, for a lent NVIDIA H100 with no network. Run from the repository
 # root; results go to $OUT (at most 8 files come back from a lent machine: this writes 5):
 #     OUT=/some/folder bash benchmarks/gpu_check.sh          # the GPU: about 6 minutes, at most BUDGET seconds
 #     OUT=/tmp/x bash benchmarks/gpu_check.sh --small        # the same steps at tiny sizes on the CPU (a check)
@@ -12,7 +12,7 @@
 # What it measures, in order of priority (each step is cut at its own limit and at what is left of BUDGET):
 #   1. smoke       gsmoe bench speed --small on the device: a broken install fails here in seconds
 #   2. bench_fp32  UR-DMU training step (20 steps after 5 warm-up), test-set scoring (UR-DMU all crops, GS-MoE
-#                  crops "each" and "mean"; features in pinned host memory, as session 1) with the peak device
+#                  crops "each" and "mean"; features in pinned host memory, the CUDA default) with the peak device
 #                  memory of each mode, and the memory stage: peak host RSS and device memory of scoring the
 #                  memory-mapped test set and its longest video (6,749 snippets), one fresh process each
 #   3. bench_tf32  the same step and scoring with TF32 matrix products

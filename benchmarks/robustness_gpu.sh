@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The robustness benchmark of issue 12 (gsmoe bench robustness) on a lent GPU machine: every variant
+# The robustness benchmark (gsmoe bench robustness) on a lent GPU machine: every variant
 # of the synthetic generator × its seeds, quick profile, JOBS cells at once on the one GPU, each worker with
 # (cores / JOBS) CPU threads. Like gpu_check.sh it installs nothing: the repository runs in place with the
 # machine's own python3 / torch (scipy, scikit-learn, tqdm are in its image).

@@ -7,4 +7,5 @@ Stages (see README.md and notebooks/):
   3. gate mixing the experts with the features        -> gsmoe_lib.models.gate
 """
 
-__version__ = "0.1.0"
+# The one version number (pyproject reads it; CHANGELOG.md says what each version changed). Semantic versioning.
+__version__ = "0.2.0"

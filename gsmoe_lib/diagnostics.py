@@ -1,4 +1,4 @@
-"""Diagnostics of the mixture (issue 12): do the experts specialise, does the gate use them, did a stage collapse?
+"""Diagnostics of the mixture: do the experts specialise, does the gate use them, did a stage collapse?
 
 - **Expert x class AUC** (`expert_class_auc`): each expert's snippet AUC on each class's abnormal test
   videos plus all normal ones; the **own-expert advantage** (`own_expert_advantage`) is a class's own
@@ -312,9 +312,9 @@ OPTION_LABELS = {  # `gsmoe bench moe-options`' groups and variants (bench/moe_o
     "fd": "extension: gate feature dropout",
     "R": "pseudo-labels refreshed from each stage's own scores",
     "TR": "teacher first, then refreshed (experts, gate)",
-    "A": "refresh (session 4, encoder lr 1e-4)",
-    "B": "frozen teacher (session 4, encoder lr 1e-4)",
-    "O": "the earlier recipe (session 3)",
+    "A": "refresh (collapse fixes, encoder lr 1e-4)",
+    "B": "frozen teacher (collapse fixes, encoder lr 1e-4)",
+    "O": "the earlier recipe (before the collapse fixes, encoder lr 1e-4)",
     "C": "refresh + other-class negatives (lr 1e-4)",
     "D": "refresh + gate feature dropout (lr 1e-4)",
 }

@@ -83,7 +83,7 @@ def score_dataset(
     release_memory: hand the host memory a video freed back to the system before the next one
     (`host_memory.release_freed_memory`): without it the allocator's kept blocks grow over a test set of
     mixed lengths (GS-MoE on the UCF-sized set, experts in one call: 2,256 MB beyond the model without, 1,362 MB
-    with; benchmarks/README.md).
+    with; docs/studies/memory.md).
     """
     module = score_fn if isinstance(score_fn, torch.nn.Module) else None
     was_training = module.training if module is not None else False

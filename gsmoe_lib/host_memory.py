@@ -4,7 +4,7 @@ Why: scoring frees everything a video needed before the next one starts, but gli
 freed blocks inside the process for reuse. Over a test set of very different lengths (the UCF-Crime test
 set: 290 videos, 15 to 6,749 snippets) those kept blocks add up: measured on the 2-core CPU with GS-MoE and
 crops "each", the memory held between videos grew from 0 to 1.4 GB over the set, and the peak came when the
-longest video met it (benchmarks/README.md, "Peak host memory of scoring"). With `release_freed_memory()`
+longest video met it (docs/studies/memory.md). With `release_freed_memory()`
 after every video (it releases once the process has grown by `RELEASE_ABOVE_MB` since the last release) the
 memory held between videos stays bounded.
 

@@ -246,7 +246,7 @@ def classwise_auc(
 
 # A stage whose test scores have a pooled standard deviation below this is "collapsed": its AUC / AP are
 # then set by float rounding and tie-breaking, not by what it learned, and are reported as "collapsed",
-# not as metrics (issue 12). Scores are probabilities in [0, 1]; the XD quick run's collapsed experts
+# not as metrics. Scores are probabilities in [0, 1]; the XD quick run's collapsed experts
 # and gate had std 1.9e-4 and 1.5e-8, the working stages 0.1 to 0.3.
 COLLAPSE_STD = 1e-3
 

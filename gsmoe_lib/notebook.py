@@ -196,14 +196,40 @@ class NotebookFailed(RuntimeError):
     pass
 
 
+# papermill's per-cell execution timeout (s) by training profile. Decision: a cell of the quick profile
+# trained past 1,800 s on a loaded 2-core CPU (notebook 22), so the quick budget is four times that; a paper
+# profile cell trains for hours, so it has no limit. A lost message (kernel idle while papermill waits) is
+# caught within minutes by the idle-kernel watchdog (`kernel_watchdog`) whatever the cell timeout.
+CELL_TIMEOUTS: dict[str, int | None] = {"tiny": 1800, "quick": 7200, "paper": None}
+
+
+def default_cell_timeout(profile: str) -> int | None:
+    """The cell timeout of a profile (`CELL_TIMEOUTS`, seconds; None: no limit)."""
+    return CELL_TIMEOUTS.get(profile, CELL_TIMEOUTS["quick"])
+
+
+def cell_timeout_for(profile: str, cell_timeout: int | None) -> int | None:
+    """`cell_timeout` as given (0: no limit), or the profile's default when None."""
+    if cell_timeout is None:
+        return default_cell_timeout(profile)
+    if cell_timeout < 0:
+        raise ValueError(f"cell timeout must be >= 0 seconds (0: no limit), got {cell_timeout}")
+    return cell_timeout or None
+
+
 def execute_notebook(path: str | Path, output_path: str | Path, params: dict[str, Any], cwd: str | Path,
-                     timeout: int = 1800, progress: bool = False) -> Path:
-    """Run one notebook with papermill (kernel python3, explicit cwd, execution timeout); fail loudly.
+                     timeout: int | None = 1800, progress: bool = False, idle_grace: float | None = None) -> Path:
+    """Run one notebook with papermill (kernel python3, explicit cwd, cell timeout); fail loudly.
 
     The executed copy is written to a temporary name and renamed, so a failed run never replaces the last
     good executed notebook. A failure raises NotebookFailed naming the notebook and the failing cell.
+    `timeout`: papermill's per-cell execution timeout in seconds (None: no limit). `idle_grace`: how long
+    the kernel may sit idle while papermill waits for it before the run stops (`kernel_watchdog`; default
+    `kernel_watchdog.IDLE_GRACE`).
     """
     import papermill as pm
+
+    from gsmoe_lib import kernel_watchdog
 
     path, output_path = Path(path), Path(output_path)
     check_parameters(path, params)
@@ -213,7 +239,12 @@ def execute_notebook(path: str | Path, output_path: str | Path, params: dict[str
         tmp_nb = tmp.with_suffix(".ipynb")
         try:
             pm.execute_notebook(str(path), str(tmp_nb), parameters=params, kernel_name="python3", cwd=str(cwd),
-                                execution_timeout=timeout, progress_bar=progress, log_output=False)
+                                execution_timeout=timeout, progress_bar=progress, log_output=False,
+                                engine_name=kernel_watchdog.ENGINE,
+                                idle_grace=kernel_watchdog.IDLE_GRACE if idle_grace is None else idle_grace)
+        except kernel_watchdog.KernelIdle as exc:
+            tmp_nb.unlink(missing_ok=True)
+            raise kernel_watchdog.KernelIdle(f"{path.name}: {exc}") from None
         except pm.PapermillExecutionError as exc:
             if tmp_nb.exists():
                 tmp_nb.replace(failed_copy)

@@ -32,13 +32,18 @@ Decisions (none of them is in the paper):
   (runs/reproduce) and their default data root the profile's synthetic data, both under the project root:
   after `make reproduce`, `make lab` and Run All loads the run's finished stages instead of retraining.
   A notebook asked for another config there stops with an error naming the differing keys (runs.py).
-- **Timeout.** `timeout` is papermill's execution timeout, which applies per cell.
+- **Timeout.** `cell_timeout` (`--cell-timeout`) is papermill's execution timeout, which applies per cell;
+  by default it scales with the profile (`notebook.CELL_TIMEOUTS`: tiny 30 min, quick 2 h, paper none), and
+  0 means no limit. Independently, a kernel that sits idle while papermill waits for it (a lost message)
+  stops the run within `kernel_watchdog.IDLE_GRACE` seconds with an error naming the cell.
 - **Results.** results.json is the merge of RUN/results/*.json (one key per file) plus the run's
   dataset, profile, seeds, data root, versions and timings; results.md renders the known keys as
   markdown tables beside `reporting.PAPER_NUMBERS`, in percent (`reporting.results_markdown`).
 - **Figures in the repository.** Only the default run (synthetic data, quick profile, one seed, all
   notebooks) copies its PNG figures into the repository's `figures/`, so the README always shows the
-  default run and never a tiny or a real-data run.
+  default run and never a tiny or a real-data run. With them it writes figures/results.json (the
+  headline numbers, the machine, the commit), figures/README.md and README.md's headline table
+  (`headline.write_figures_record`), so the README's numbers come from the run that drew the figures.
 """
 
 from __future__ import annotations
@@ -51,7 +56,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from gsmoe_lib import runs
+from gsmoe_lib import headline, runs
 from gsmoe_lib.reporting import results_markdown, timing_table
 from gsmoe_lib.paths import PROJECT_ROOT
 
@@ -136,26 +141,55 @@ def select_notebooks(notebooks: Sequence[str] | None, folder: Path) -> list[str]
     return [nb for nb in NOTEBOOKS if nb in chosen]
 
 
+def _l2_norm(root: Path, dataset: str, params: Mapping[str, Any]) -> dict[str, float] | None:
+    """The untrained L2-norm score of the test split (`data.magnitude`) in percent, for results.md; None (with
+    the reason printed) when the test split cannot be read that way."""
+    from gsmoe_lib.data.magnitude import magnitude_metrics
+
+    try:
+        m = magnitude_metrics(root, dataset, params.get("test_list") or None, params.get("annotations") or None)
+    except (OSError, ValueError) as err:
+        print(f"untrained L2-norm score not measured: {err}", flush=True)
+        return None
+    return {k: 100.0 * float(m[k]) for k in ("auc", "auc_abnormal", "ap")}
+
+
 def default_data(profile: str, dataset: str | None) -> Path:
-    """The profile's synthetic dataset under the project root, built if missing."""
-    from gsmoe_lib.data.synthetic import synthesize
+    """The profile's synthetic dataset under the project root, built if missing, rebuilt when an older
+    generator wrote it (its gsmoe_dataset.json differs: the folder is the project's own default data)."""
+    import json
+
+    from gsmoe_lib.data.synthetic import GENERATOR_VERSION, synthesize
     from gsmoe_lib.training.config import default_data_root, synthetic_profile
 
     root = Path(default_data_root(profile, dataset))  # the one place that names the synthetic data folders
-    if not (root / "gsmoe_dataset.json").is_file():
+    meta_file = root / "gsmoe_dataset.json"
+    if not meta_file.is_file():
         print(f"building the synthetic dataset {root} (once)", flush=True)
-    synthesize(root, profile=synthetic_profile(profile), seed=0, dataset=dataset or "ucf-crime", verbose=False)
+    else:
+        try:
+            version = json.loads(meta_file.read_text()).get("generator_version")
+        except (json.JSONDecodeError, AttributeError):
+            version = None
+        if version != GENERATOR_VERSION:
+            print(f"rebuilding the synthetic dataset {root}: written by generator version {version}, "
+                  f"the current one is {GENERATOR_VERSION}", flush=True)
+    synthesize(root, profile=synthetic_profile(profile), seed=0, dataset=dataset or "ucf-crime", verbose=False,
+               force=True)  # replaces only a gsmoe synthetic dataset (a foreign folder is never touched)
     return root
 
 
 def reproduce(out: str | Path = DEFAULT_OUT, data_root: str | Path | None = None, dataset: str | None = None,
               profile: str = "quick", seeds: int = 1, device: str = "cpu", notebooks: Sequence[str] | None = None,
-              timeout: int = 1800, progress: bool = True, force: bool = False,
+              cell_timeout: int | None = None, progress: bool = True, force: bool = False,
               notebook_dir: str | Path | None = None, copy_figures: bool | None = None,
               params: Mapping[str, Any] | None = None, train_list: str | Path | None = None,
-              test_list: str | Path | None = None, annotations: str | Path | None = None) -> Path:
+              test_list: str | Path | None = None, annotations: str | Path | None = None,
+              timeout: int | None = None) -> Path:
     """Execute the notebooks in order into the run folder `out`; return it. See the module docstring.
 
+    `cell_timeout`: seconds per notebook cell (None: the profile's default, `notebook.CELL_TIMEOUTS`; 0: no
+    limit); `timeout` is its older name.
     `notebooks`: a subset by number or name (default: all). A notebook file that does not exist is skipped
     with a warning. `force`: execute even up-to-date notebooks. `notebook_dir`: where the notebooks are
     (default PROJECT_ROOT/notebooks); they run with that folder as working directory, as JupyterLab runs
@@ -168,11 +202,12 @@ def reproduce(out: str | Path = DEFAULT_OUT, data_root: str | Path | None = None
     Raises notebook.NotebookFailed (naming the notebook and cell) at the first failing notebook.
     """
     from gsmoe_lib.data.layouts import detect_dataset_name
-    from gsmoe_lib.notebook import ParameterError, declared_parameters, execute_notebook
+    from gsmoe_lib.notebook import ParameterError, cell_timeout_for, declared_parameters, execute_notebook
     from gsmoe_lib.training.config import PROFILES
 
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; expected one of {', '.join(PROFILES)}")
+    cell_seconds = cell_timeout_for(profile, cell_timeout if cell_timeout is not None else timeout)
     if seeds < 1:
         raise ValueError(f"seeds must be >= 1, got {seeds}")
     nb_dir = Path(notebook_dir) if notebook_dir is not None else PROJECT_ROOT / "notebooks"
@@ -181,6 +216,7 @@ def reproduce(out: str | Path = DEFAULT_OUT, data_root: str | Path | None = None
     cwd = nb_dir.resolve()  # the kernel's folder in JupyterLab too: paths must not depend on it
     default_run = (data_root is None and dataset is None and profile == "quick" and seeds == 1 and notebooks is None
                    and not params)
+    commit = headline.git_commit()  # the code the figures come from: before any notebook runs
     selected = select_notebooks(notebooks, nb_dir)
     root = default_data(profile, dataset) if data_root is None else Path(data_root)
     if not root.is_dir():
@@ -231,7 +267,7 @@ def reproduce(out: str | Path = DEFAULT_OUT, data_root: str | Path | None = None
             print(f"{position} {nb} ...", flush=True)
             stamp_path.unlink(missing_ok=True)  # a failed run leaves no stale stamp behind
             start = time.perf_counter()
-            execute_notebook(path, copy, nb_params, cwd=cwd, timeout=timeout, progress=progress)
+            execute_notebook(path, copy, nb_params, cwd=cwd, timeout=cell_seconds, progress=progress)
             timings[nb] = round(time.perf_counter() - start, 2)
             runs.write_json(stamp_path, {"hash": digest, "seconds": timings[nb]})
             runs.write_json(timings_path, timings)
@@ -242,14 +278,16 @@ def reproduce(out: str | Path = DEFAULT_OUT, data_root: str | Path | None = None
     ordered = {nb: timings[nb] for nb in NOTEBOOKS if nb in timings}
     runs.write_json(timings_path, ordered)
     header = {"dataset": ds, "profile": profile, "seeds": int(seeds), "device": device, "data_root": str(root),
-              **{k: params[k] for k in LIST_PARAMETERS if k in params}}
-    collect_results(run_dir, header, ordered)
+              **{k: params[k] for k in LIST_PARAMETERS if k in params},
+              "l2_norm": _l2_norm(root, ds, params)}
+    results = collect_results(run_dir, header, ordered)
     print("\n" + timing_table({nb: ordered[nb] for nb in status if nb in ordered}, status), flush=True)
     if copy_figures if copy_figures is not None else default_run:
         target = PROJECT_ROOT / "figures"
         target.mkdir(exist_ok=True)
         for png in sorted((run_dir / "figures").glob("*.png")):
             shutil.copyfile(png, target / png.name)
+        headline.write_figures_record(results, target, commit=commit)  # figures/README.md, README's table
         print(f"figures copied to {target}", flush=True)
     print(f"results: {run_dir / 'results.md'}", flush=True)
     return run_dir
@@ -273,7 +311,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=DEFAULT_OUT, metavar="RUN", help=f"run folder (default {DEFAULT_OUT})")
     parser.add_argument("--only", default=None, metavar="10,11",
                         help="comma-separated subset of notebooks, by number or name")
-    parser.add_argument("--timeout", type=int, default=1800, help="papermill execution timeout per cell (s)")
+    parser.add_argument("--cell-timeout", "--timeout", dest="cell_timeout", type=int, default=None, metavar="SECONDS",
+                        help="papermill's execution timeout per notebook cell; default: by profile (tiny 1800, "
+                             "quick 7200, paper no limit); 0: no limit")
     parser.add_argument("--force", action="store_true", help="execute notebooks even when up to date")
     parser.add_argument("--train-list", default=None, metavar="FILE",
                         help="training list (default: the one in DIR, else the packaged official list)")
@@ -287,6 +327,6 @@ def run(args: argparse.Namespace) -> int:
     # Errors (a failed notebook, a missing file, a stage conflict) are reported by cli.main in one line.
     only = [s for s in args.only.split(",") if s.strip()] if args.only else None
     reproduce(out=args.out, data_root=args.data_root, dataset=args.dataset, profile=args.profile,
-              seeds=args.seeds, device=args.device, notebooks=only, timeout=args.timeout, force=args.force,
+              seeds=args.seeds, device=args.device, notebooks=only, cell_timeout=args.cell_timeout, force=args.force,
               train_list=args.train_list, test_list=args.test_list, annotations=args.annotations)
     return 0

@@ -12,12 +12,16 @@ Every stage writes into a run folder::
       <stage>/metrics.json     test metrics of the stage
       <stage>/test_scores.npz  per-video test scores (and test_expert_scores.npz for experts and gate)
       <stage>/DONE             written last: the stage finished with this config (its hash)
+      writer.lock              who trains into this folder now (`writer_lock`: pid, host, start time)
 
 `Run` and `StageDir` are the only code that knows these names: the trainer, `gsmoe score` (inference.py)
 and the notebooks read a run through them (`Run(RUN).seed(0).history("gate")`).
 
-All writes go to a temporary name in the same folder and are renamed into place, so an interrupted
-write never leaves a truncated file under the final name, and nothing already written is lost.
+All writes go to a temporary name in the same folder, are flushed to disk and renamed into place, so an
+interrupted write never leaves a truncated file under the final name, and nothing already written is lost;
+a write that finds the disk full raises `DiskFull` naming the file. A record found truncated or corrupt
+anyway (a bad copy, a failing disk) is a `BadRecord` naming it: the stage is neither loaded nor trained over.
+One process writes a run folder at a time (`writer_lock`); readers never lock.
 
 **A finished stage is never overwritten.** A stage's identity is the hash of its config (`config_hash`),
 which `training.config.stage_config` builds normalised: the dataset resolved, every path absolute, so the
@@ -34,9 +38,12 @@ A stage that never finished (no DONE) is simply resumed or restarted: there is n
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import io
 import json
 import os
+import socket
 import platform
 import random
 import sys
@@ -53,20 +60,49 @@ import numpy as np
 CHECKPOINT_FORMAT = "gsmoe-checkpoint-v1"
 
 
+class DiskFull(OSError):
+    """A write failed for want of space (ENOSPC, a quota, a file-size limit); the file it names is unchanged."""
+
+
+# errno values that mean "no room for this write": the disk, a quota, a file-size limit (RLIMIT_FSIZE)
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; on success rename it to `path`, on error delete it."""
+    """Yield a temporary path beside `path`; on success flush it to disk and rename it to `path`, on error
+    delete it. A write that runs out of space raises `DiskFull` naming `path`: the file under that name (a
+    previous checkpoint, a finished stage's record) is untouched, and the run resumes once there is room."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        _raise_if_no_space(exc, path)
+        raise
     os.close(fd)
-    tmp = Path(tmp)
+    tmp = Path(tmp_name)
     try:
         yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)  # the data is on disk before the name points at it
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
+    except OSError as exc:
+        _raise_if_no_space(exc, path)
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _raise_if_no_space(exc: OSError, path: Path) -> None:
+    if exc.errno in _NO_SPACE:
+        raise DiskFull(exc.errno, f"{path}: the disk is full ({os.strerror(exc.errno)}) while writing this file; "
+                       "it was not changed (the previous version, if any, is intact). Free some space and run "
+                       "the same command again: it resumes from the last checkpoint") from exc
 
 
 def _to_jsonable(obj: Any) -> Any:
@@ -85,12 +121,27 @@ def _to_jsonable(obj: Any) -> Any:
     return obj
 
 
+def json_text(obj: Any) -> str:
+    """What `write_json` writes for `obj`: indented, key-sorted JSON."""
+    return json.dumps(_to_jsonable(obj), indent=2, sort_keys=True, allow_nan=True) + "\n"
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Atomically write `obj` (dataclasses, numpy scalars and paths allowed) as indented, key-sorted JSON."""
-    text = json.dumps(_to_jsonable(obj), indent=2, sort_keys=True, allow_nan=True) + "\n"
+    text = json_text(obj)
     with atomic_path(path) as tmp:
         tmp.write_text(text)
     return Path(path)
+
+
+class BadRecord(ValueError):
+    """A run folder's file is truncated or corrupt (config.json, metrics.json, DONE, a score or checkpoint
+    file): the error names it, and the stage is neither loaded nor trained over."""
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
 
 
 def read_json(path: str | os.PathLike) -> Any:
@@ -99,8 +150,8 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.loads(path.read_text())
     except FileNotFoundError:
         raise
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc}); the file is truncated or was not written by gsmoe") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRecord(f"{path}: not valid JSON ({exc}); the file is truncated or was not written by gsmoe") from exc
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
@@ -120,8 +171,10 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any], kind: str)
     payload = dict(payload)
     payload["format"] = CHECKPOINT_FORMAT
     payload["kind"] = kind
+    buffer = io.BytesIO()  # serialised in memory, written by Python: a full disk is an OSError naming the file
+    torch.save(payload, buffer)
     with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+        tmp.write_bytes(buffer.getbuffer())
     return Path(path)
 
 
@@ -133,10 +186,13 @@ def load_checkpoint(path: str | os.PathLike, kind: str, map_location: Any = "cpu
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint not found")
     try:
+        # weights_only: tensors, numbers, strings and containers only; a file carrying a pickled callable
+        # (code that would run on load) is refused, never executed
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # truncated zip, pickle of foreign objects, ...
-        raise ValueError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {exc}); "
-                         "the file is truncated, corrupt, or not a gsmoe checkpoint") from exc
+        raise BadRecord(f"{path}: cannot read checkpoint ({_first_line(exc)}); the file is truncated, corrupt, "
+                        "or not a gsmoe checkpoint (a file holding anything but tensors and plain values, such "
+                        "as a pickled function, is refused and never executed)") from exc
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path}: not a gsmoe checkpoint (no '{CHECKPOINT_FORMAT}' tag); "
                          "a released UR-DMU state_dict is loaded with gsmoe_lib.models.urdmu.load_released")
@@ -199,10 +255,13 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+HASH_LENGTH = 16  # hex digits of a config hash (what DONE holds)
+
+
 def config_hash(config: Any) -> str:
     """A short, stable hash of a stage's config: a finished stage with the same hash is skipped."""
     text = json.dumps(_to_jsonable(config), sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return hashlib.sha256(text.encode()).hexdigest()[:HASH_LENGTH]
 
 
 class StageConflict(ValueError):
@@ -223,6 +282,105 @@ def replace_finished_stages() -> Iterator[None]:
         yield
     finally:
         _REPLACE_FINISHED.reset(token)
+
+
+# ---------------------------------------------------------------------------------------------------
+# One writer per run folder
+# ---------------------------------------------------------------------------------------------------
+
+LOCK_NAME = "writer.lock"  # RUN/writer.lock: who trains into RUN now (pid, host, start time, command)
+_LOCK_WAIT: ContextVar[float] = ContextVar("gsmoe_writer_lock_wait", default=0.0)
+_HELD: dict[Path, list[int]] = {}  # lock path -> [fd, depth]: a process re-enters its own lock
+
+
+class RunLocked(OSError):
+    """Another process is writing this run folder (its writer.lock is held); the message names it."""
+
+
+@contextmanager
+def wait_for_writer(seconds: float) -> Iterator[None]:
+    """Within this block `writer_lock` waits up to `seconds` for another writer to finish instead of refusing."""
+    token = _LOCK_WAIT.set(float(seconds))
+    try:
+        yield
+    finally:
+        _LOCK_WAIT.reset(token)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _lock_record(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text() or "{}")
+    except (OSError, ValueError):
+        return {}
+
+
+@contextmanager
+def writer_lock(run_dir: str | os.PathLike, wait: float | None = None) -> Iterator[None]:
+    """Hold RUN/writer.lock while training into RUN: a second writer waits `wait` seconds (default 0, or
+    `wait_for_writer`'s) and then refuses with `RunLocked`, naming the holder's pid, host and start time.
+
+    Decision: the lock is the operating system's (`fcntl.flock` on the file), so a holder that is killed
+    (SIGKILL, a pre-empted job) releases it with its last file descriptor: its record is stale and the
+    next writer takes it over, saying so. The file holds the holder's record for the message only. Readers
+    (loading finished stages, scoring, the notebooks' figures) never lock. Re-entrant within a process.
+    """
+    import fcntl
+
+    path = Path(run_dir).resolve() / LOCK_NAME
+    if path in _HELD:
+        _HELD[path][1] += 1
+        try:
+            yield
+        finally:
+            _HELD[path][1] -= 1
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + (_LOCK_WAIT.get() if wait is None else wait)
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    h = _lock_record(path)
+                    holder = (f"process {h.get('pid', '?')} on host {h.get('host', '?')}, started "
+                              f"{h.get('started', '?')} ({h.get('command', '?')})") if h else "a process starting now"
+                    raise RunLocked(errno.EWOULDBLOCK, f"{path.parent}: another process is writing this run folder: "
+                                    f"{holder}; lock file {path}. Wait for it to finish, give this run another "
+                                    f"folder, or wait for it (`gsmoe train --wait SECONDS`)") from None
+                time.sleep(0.2)
+        stale = _lock_record(path)
+        if stale.get("pid") and (stale.get("host") != socket.gethostname() or not _pid_alive(int(stale["pid"]))):
+            print(f"{path}: took over the lock of process {stale['pid']} on {stale.get('host')} (started "
+                  f"{stale.get('started')}), which stopped without releasing its record", file=sys.stderr, flush=True)
+        record = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                  "command": " ".join(sys.argv)[:300]}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
+    except BaseException:
+        os.close(fd)
+        raise
+    _HELD[path] = [fd, 1]
+    try:
+        yield
+    finally:
+        del _HELD[path]
+        try:
+            os.ftruncate(fd, 0)  # an empty record: nobody holds it
+        finally:
+            os.close(fd)  # releases the flock
 
 
 def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
@@ -269,12 +427,56 @@ class StageDir:
         return self.path / "DONE"
 
     def finished_hash(self) -> str | None:
-        """The config hash this stage finished with, or None when it has not finished."""
-        return self.done_path.read_text().strip() if self.done_path.is_file() else None
+        """The config hash this stage finished with, or None when it has not finished; a DONE file that does
+        not hold a config hash (truncated, corrupt) is a `BadRecord` naming it."""
+        if not self.done_path.is_file():
+            return None
+        raw = self.done_path.read_bytes()
+        text = raw.decode("ascii", errors="replace").strip()
+        if len(text) != HASH_LENGTH or any(c not in "0123456789abcdef" for c in text):
+            raise BadRecord(f"{self.done_path}: truncated or corrupt (expected a {HASH_LENGTH}-digit config hash, "
+                            f"found {raw[:40]!r}). {self._not_retrained}")
+        return text
+
+    @property
+    def _not_retrained(self) -> str:
+        return (f"The stage is neither loaded nor trained over: inspect {self.path}, then move it aside (or run "
+                f"`gsmoe train --run {self.path.parent} --replace ...`, which moves it to "
+                f"{self.path.parent / REPLACED_DIR}/) to train it again")
+
+    def verify(self) -> None:
+        """Check a finished stage's records before it is loaded: DONE holds a hash, config.json reads and hashes
+        to it, metrics.json reads, every test_<name>.npz opens. A truncated or corrupt one is a `BadRecord`
+        naming the file (the checkpoint is checked when it is loaded, `load_checkpoint`)."""
+        finished = self.finished_hash()
+        if finished is None:
+            return
+        for record in (self.path / "config.json", self.metrics_path):
+            if not record.is_file():
+                raise BadRecord(f"{record}: missing from a finished stage. {self._not_retrained}")
+            try:
+                value = read_json(record)
+            except BadRecord as exc:
+                raise BadRecord(f"{exc}. {self._not_retrained}") from None
+            if record.name == "config.json" and config_hash(value) != finished:
+                raise BadRecord(f"{record}: does not match the stage's DONE ({finished}): the file was changed "
+                                f"or is corrupt. {self._not_retrained}")
+        for scores in sorted(self.path.glob("test_*.npz")):
+            try:
+                load_scores(scores)
+            except BadRecord as exc:
+                raise BadRecord(f"{exc}. {self._not_retrained}") from None
 
     def is_done(self, config: Any) -> bool:
-        """True when this stage finished with the same config (its DONE file holds the config hash)."""
-        return self.finished_hash() == config_hash(config) and self.checkpoint.is_file()
+        """True when this stage finished with the same config (its DONE file holds the config hash). A bad DONE
+        is a `BadRecord`, except inside `replace_finished_stages()`, where the stage is not done (`start`
+        moves it aside)."""
+        try:
+            return self.finished_hash() == config_hash(config) and self.checkpoint.is_file()
+        except BadRecord:
+            if _REPLACE_FINISHED.get():
+                return False
+            raise
 
     def check_can_start(self, config: Any) -> None:
         """Raise StageConflict when the stage finished with another config (see the module docstring)."""
@@ -295,10 +497,27 @@ class StageDir:
             f"(Python: `with gsmoe_lib.runs.replace_finished_stages(): ...`), which moves it to "
             f"{run / REPLACED_DIR}/ first")
 
+    def check(self, config: Any) -> None:
+        """Everything that refuses a stage, checked before anything is written: a finished stage of another
+        config (`StageConflict`) or with a bad record (`BadRecord`). Inside `replace_finished_stages()` neither
+        refuses: `start` moves such a stage aside."""
+        if _REPLACE_FINISHED.get():
+            return
+        self.check_can_start(config)
+        self.verify()
+
     def start(self, config: Any, seed: int | None, device: str | None = None) -> None:
         """Record the config before training. Refuses (StageConflict) to touch a stage finished with another
-        config, unless inside `replace_finished_stages()`, where that stage folder is first moved aside whole."""
-        finished = self.finished_hash()
+        config, and (BadRecord) one whose records are truncated, unless inside `replace_finished_stages()`,
+        where that stage folder is first moved aside whole. Call it holding the run's `writer_lock`."""
+        try:
+            finished = self.finished_hash()
+            if finished == config_hash(config):
+                self.verify()
+        except BadRecord:
+            if not _REPLACE_FINISHED.get():
+                raise
+            finished = "bad-record"
         if finished is not None and finished != config_hash(config):
             if not _REPLACE_FINISHED.get():
                 self.check_can_start(config)
@@ -307,6 +526,8 @@ class StageDir:
             os.replace(self.path, aside)  # one rename: the old stage is either whole here or whole there
             print(f"{self.path}: finished with another config; moved to {aside}", file=sys.stderr, flush=True)
         self.path.mkdir(parents=True, exist_ok=True)
+        for leftover in self.path.glob(".*.tmp"):  # temporary files of a write that was killed (atomic_path)
+            leftover.unlink(missing_ok=True)
         # Same hash but no checkpoint (a broken stage): it is trained again, and must not look finished meanwhile.
         self.done_path.unlink(missing_ok=True)
         write_json(self.path / "config.json", config)
@@ -354,9 +575,18 @@ def save_scores(path: str | os.PathLike, scores: dict[str, np.ndarray]) -> None:
 
 
 def load_scores(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Per-video test scores written by a stage (name -> [T] or [T, E]), in the test list's order."""
-    with np.load(path) as z:
-        return {k: z[k] for k in z.files}
+    """Per-video test scores written by a stage (name -> [T] or [T, E]), in the test list's order.
+
+    allow_pickle=False: a score file holding Python objects is refused, never unpickled; a truncated or
+    corrupt one is a `BadRecord` naming it."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # zipfile.BadZipFile, EOFError, ValueError (objects, a bad header), ...
+        raise BadRecord(f"{path}: cannot read the score file ({_first_line(exc)}); it is truncated, corrupt or "
+                        "not written by gsmoe") from exc
 
 
 class Run:

@@ -12,7 +12,8 @@ results.json. A small YAML spec describes the sweep::
     seeds: 2                    # an int N (seeds 0..N-1) or a list of seeds
     notebooks: ["10", "11", "12", "13", "20"]   # optional subset (default: all)
     tables: [ablation]          # optional: which results.json tables to aggregate (default: ablation)
-    timeout: 1800               # optional: papermill's per-cell execution timeout (s)
+    cell_timeout: 7200          # optional: papermill's per-cell execution timeout (s); default: by profile
+                                #   (notebook.CELL_TIMEOUTS), 0: no limit; `timeout` is its older name
     grid:                       # every combination is one setting
       cluster_counts: [[5], [7]]
       profile: [tiny, quick]    # profile / dataset / data_root / device may vary too
@@ -24,7 +25,7 @@ Output folder::
     OUT/sweep.csv, sweep.md     one row per setting: mean ± std over its seeds of every table metric
     OUT/sweep_spread.png / .pdf the per-seed values of each metric, per setting
 
-Decisions (the issue leaves them open):
+Decisions (where there was a choice):
 - **Engine.** Dask distributed, not Ray: it is a pure-Python install (a few MB, no separate object store or
   raylet), and a papermill job is an ordinary Python call that starts its own kernel process, which a
   Dask worker process runs like any other function. `--executor local` runs the cells one after the
@@ -71,7 +72,8 @@ from gsmoe_lib.sweep_report import sweep_markdown, sweep_table, table_metrics
 RUN_KEYS = ("profile", "dataset", "data_root", "device")  # reproduce() arguments that a grid may vary
 RESERVED = ("run_dir", "seeds", "first_seed")  # set by the sweep for every cell
 SEEDLESS = ("00_data",)  # notebooks that do not depend on the seed
-SPEC_KEYS = ("dataset", "profile", "data_root", "device", "seeds", "notebooks", "tables", "timeout", "grid")
+SPEC_KEYS = ("dataset", "profile", "data_root", "device", "seeds", "notebooks", "tables", "cell_timeout", "timeout",
+             "grid")
 DATASETS = ("ucf-crime", "xd-violence")
 DEVICES = ("cpu", "cuda")
 CELL_FILE = "cell.json"
@@ -95,7 +97,7 @@ class SweepSpec:
     seeds: tuple[int, ...] = (0,)
     notebooks: tuple[str, ...] | None = None
     tables: tuple[str, ...] = ("ablation",)
-    timeout: int = 1800
+    timeout: int | None = None  # the cell timeout (s); None: the profile's default; 0: no limit
     grid: dict[str, list[Any]] = field(default_factory=dict)
 
 
@@ -151,9 +153,10 @@ def parse_spec(raw: Any, where: str = "sweep spec") -> SweepSpec:
     if not isinstance(tables, list) or not tables or not all(isinstance(t, str) for t in tables):
         raise _fail(where, "tables", f"expected a non-empty list of results.json keys, got {tables!r}")
 
-    timeout = raw.get("timeout", 1800)
-    if not isinstance(timeout, int) or isinstance(timeout, bool) or timeout < 1:
-        raise _fail(where, "timeout", f"expected seconds (an int >= 1), got {timeout!r}")
+    key = "cell_timeout" if "cell_timeout" in raw else "timeout"
+    timeout = raw.get(key)
+    if timeout is not None and (not isinstance(timeout, int) or isinstance(timeout, bool) or timeout < 0):
+        raise _fail(where, key, f"expected seconds (an int >= 0; 0: no limit), got {timeout!r}")
 
     grid_raw = raw.get("grid") or {}
     if not isinstance(grid_raw, Mapping):
@@ -234,7 +237,7 @@ def cell_arguments(spec: SweepSpec, cell: Cell) -> dict[str, Any]:
     for key, value in cell.setting.items():
         (args if key in RUN_KEYS else params)[key] = value
     return {**args, "seeds": 1, "notebooks": list(spec.notebooks) if spec.notebooks else None,
-            "timeout": spec.timeout, "params": params}
+            "cell_timeout": spec.timeout, "params": params}
 
 
 # A cell runner: (run folder, reproduce() keyword arguments) -> the run folder holding results.json.
@@ -457,6 +460,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="scheduler of an existing Dask cluster (tcp://host:8786); default: a LocalCluster")
     parser.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes (dask, no --address)")
     parser.add_argument("--out", default=None, metavar="DIR", help="sweep folder (default runs/sweeps/<spec name>)")
+    parser.add_argument("--cell-timeout", type=int, default=None, metavar="SECONDS",
+                        help="papermill's execution timeout per notebook cell (overrides the spec's cell_timeout); "
+                             "default: by profile (tiny 1800, quick 7200, paper no limit); 0: no limit")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -464,6 +470,10 @@ def run(args: argparse.Namespace) -> int:
     if args.address and args.executor != "dask":
         raise ValueError("--address needs --executor dask")
     spec = load_spec(args.spec)
+    if args.cell_timeout is not None:
+        if args.cell_timeout < 0:
+            raise ValueError(f"--cell-timeout must be >= 0 seconds (0: no limit), got {args.cell_timeout}")
+        spec = replace(spec, timeout=args.cell_timeout)
     out = args.out or Path("runs/sweeps") / Path(args.spec).stem
     result = run_sweep(spec, out, executor=args.executor, address=args.address, workers=args.workers)
     failed = [r["id"] for r in result.records if r["status"] == "failed"]

@@ -12,7 +12,8 @@
 No logic lives here beyond wiring: the math is in `tgs/` and `metrics.py`, the plots in `figures.py`.
 Both work headless (tests, papermill): setting a control's `.value` redraws, `button.click()` saves, and the
 state is readable from `.config` / `.point`. `.figure` is the last drawn figure, `.image` its PNG (what a
-batch run displays), `.redraws` counts draws.
+batch run displays), `.redraws` counts draws. Redraws run on the kernel's main thread (`_one_at_a_time`),
+and the Output area is filled only once the widget is displayed.
 Display a widget in a notebook by making it the cell's last expression (or `display(widget)`).
 """
 
@@ -35,18 +36,36 @@ from gsmoe_lib.operating_point import operating_curve, operating_point, threshol
 from gsmoe_lib.tgs import NORMALIZE_MODES, SCALES, SIGMA_MODES, TGSConfig, explain
 
 
-def _one_at_a_time(redraw: Callable[..., None]) -> Callable[..., None]:
-    """Serialise a widget's redraws (a lock per widget): comm messages may be handled on two threads at once.
+def _kernel_loop() -> Any:
+    """The IPython kernel's main-thread event loop (tornado IOLoop), or None outside a kernel."""
+    try:
+        from IPython import get_ipython
 
-    Why the widgets draw into figures pyplot does not manage (`_FigureWidget._new_figure`): in JupyterLab
-    (ipykernel 7 with subshells, jupyterlab_widgets 3) the comm messages of one slider drag are handled on
-    two threads, and every comm message ends with IPython's post_execute event, where matplotlib-inline's
-    `flush_figures` displays and closes *every* pyplot figure. It caught the figure being redrawn on the
-    other thread, and the plot was replaced by a blank image (seen in the browser test, tests/browser).
+        return getattr(getattr(get_ipython(), "kernel", None), "io_loop", None)
+    except ImportError:  # pragma: no cover
+        return None
+
+
+def _one_at_a_time(redraw: Callable[..., None]) -> Callable[..., None]:
+    """Run a widget's redraws on the kernel's main thread, one at a time (a lock per widget).
+
+    Why: in JupyterLab (ipykernel 7 with subshells, jupyterlab_widgets 3) the comm messages of one slider drag
+    are handled on threads other than the kernel's main thread, so an observer (`redraw`) ran there and sent
+    its own comm and display messages (the Output area's updates) from that thread, beside the main thread's:
+    ZeroMQ sockets are not thread-safe, and a message can be lost, leaving the client waiting for a kernel
+    that is idle. A redraw asked for on another thread is handed to the kernel's main-thread event loop
+    (`IOLoop.add_callback`, the one thread-safe call) and runs there; outside a kernel (tests, scripts) it
+    runs at once. The lock keeps a redraw whole: every comm message ends with IPython's post_execute event,
+    where matplotlib-inline's `flush_figures` displays and closes *every* pyplot figure, which once blanked
+    a plot being redrawn (tests/browser); the figures are also outside pyplot (`_FigureWidget._new_figure`).
     """
 
     @functools.wraps(redraw)
     def wrapper(self: "_FigureWidget", *args: Any, **kwargs: Any) -> None:
+        loop = _kernel_loop()
+        if loop is not None and threading.current_thread() is not threading.main_thread():
+            loop.add_callback(functools.partial(wrapper, self, *args, **kwargs))
+            return
         with self._draw_lock:
             redraw(self, *args, **kwargs)
 
@@ -64,6 +83,7 @@ class _FigureWidget:
         self.figure: Any = None
         self.redraws = 0
         self._draw_lock = threading.RLock()  # see _one_at_a_time
+        self._live = False  # displayed as a widget: its Output area shows each redraw (`_ipython_display_`)
 
     @staticmethod
     def _new_figure(figsize: tuple[float, float]) -> Figure:
@@ -82,11 +102,20 @@ class _FigureWidget:
         fig.savefig(buf, format="png", bbox_inches="tight")
         self.figure, self._png = fig, buf.getvalue()
         self.redraws += 1
+        if self._live:
+            self._fill_output()
+
+    def _fill_output(self) -> None:
+        # Only once the widget is displayed: a batch run (papermill) shows `.image` instead, and an Output area
+        # filled there makes nbclient send the widget's state back to the kernel as shell requests during the
+        # cell, traffic that a headless run does not need.
         with self.output:
             self.output.clear_output()  # not wait=True: nbclient (papermill) can stall on a deferred clear
             display(self.image)
 
     def _ipython_display_(self) -> None:
+        self._live = True
+        self._fill_output()
         display(self.box)
 
 

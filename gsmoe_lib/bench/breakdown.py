@@ -1,6 +1,6 @@
 """Where GS-MoE's scoring time goes, measured: the `breakdown` stage of `gsmoe bench speed`.
 
-The arithmetic (benchmarks/README.md, "Where the time goes") says the whole GS-MoE with crops "each" costs
+The arithmetic (docs/studies/speed.md, "Where the time goes") says the whole GS-MoE with crops "each" costs
 about 3.15x UR-DMU in floating-point operations over the UCF-Crime test set. This stage measures what each
 part costs: for a few video lengths T, one scoring pass (as many crops as `MemoryLimits.pass_snippets` sends
 through together, at most C) goes through the encoder, then the experts on its features, then the gate on

@@ -1,6 +1,6 @@
 """`gsmoe bench encoder-schedule`: test metrics along training of the UR-DMU encoder or the Sultani MIL stage.
 
-The bug-detector question of issue 12: does our UR-DMU encoder, at the quick budget, learn at least what
+The bug-detector question: does our UR-DMU encoder, at the quick budget, learn at least what
 Sultani et al.'s 3-layer MLP learns on the same raw features? This command trains one of them exactly as its
 stage does (`training.stages.train_encoder`: same seeding, sampler and step; `training.sultani.train_sultani`:
 same bags, optimiser and loss), with overrides of the profile's settings, and scores the test split at the

@@ -1,4 +1,4 @@
-"""`gsmoe bench moe-options`: issue 12's MoE options over seeds on the UCF- and XD-shaped quick data.
+"""`gsmoe bench moe-options`: the MoE options over seeds on the UCF- and XD-shaped quick data.
 
     gsmoe bench moe-options --device cuda --jobs 10 --threads 1 --seeds 0,1,2,3,4 --groups D0,R
     gsmoe bench moe-options --summarise benchmarks/results-h100/moe_options.json   # the markdown table

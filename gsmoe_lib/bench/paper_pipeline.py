@@ -32,7 +32,7 @@ from gsmoe_lib.training.config import PROFILES, config_for
 from gsmoe_lib.training.data import load_data
 from gsmoe_lib.training.stages import STAGES
 
-TARGET_S = 180.0  # issue 15: the paper-scale pipeline under 3 minutes on one H100
+TARGET_S = 180.0  # target: the paper-scale pipeline under 3 minutes on one H100
 
 
 def run_pipeline(work: Path, device: str, data_profile: str, train_profile: str, precision_name: str,

@@ -1,4 +1,4 @@
-"""How the numeric precision moves the metrics and the wall time of the whole pipeline (issue 5).
+"""How the numeric precision moves the metrics and the wall time of the whole pipeline.
 
 Trains the four stages (encoder, TGS fine-tuning, experts, gate) and the reference Sultani MIL detector
 (`training.stages.REFERENCE_STAGES`) once per (precision, seed) on a synthetic dataset and reports every

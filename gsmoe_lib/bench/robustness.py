@@ -1,9 +1,9 @@
-"""Robustness benchmark (issue 12): the whole pipeline over variants of the synthetic generator × seeds.
+"""Robustness benchmark: the whole pipeline over variants of the synthetic generator × seeds.
 
 A recipe tuned on one dataset can hold there and nowhere else. This benchmark trains every stage (the
 UR-DMU baseline, TGS fine-tuning, the experts, the gate, and the Sultani MIL reference when the pipeline
 has it) on several *variants* of the synthetic generator (`gsmoe_lib.data.synthetic`), each with its own
-dataset seed, for several training seeds, and checks the issue's targets on every variant.
+dataset seed, for several training seeds, and checks the targets on every variant.
 
     gsmoe bench robustness                              # every variant, quick profile, CPU
     gsmoe bench robustness --device cuda --jobs 8       # the lent GPU machine (16 cores)
@@ -45,7 +45,7 @@ and each variant's cells start as soon as its data is written, so the slowest sy
 machine: compare them only within one call with the same `--jobs`.
 
 Collapse (a stage degenerate on a seed: reported as collapsed, not as a metric), the summary over seeds,
-the checks of issue 12's targets on every variant and the markdown tables: `bench.robustness_report`.
+the checks of the targets on every variant and the markdown tables: `bench.robustness_report`.
 
 Outputs: `OUT/robustness.json` (parameters, environment, variants with their full generator configs, every
 cell, the summary, the checks, failures) and `OUT/robustness.md` (the same as tables). OUT defaults to

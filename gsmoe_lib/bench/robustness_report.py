@@ -2,11 +2,11 @@
 
 A cell (one variant x one training seed, `bench.robustness`) trains its stages; `stage_record` reads each
 finished stage's metrics (in percent) and decides whether it collapsed on that seed; `summarise` gives the
-per-variant mean ± std over the seeds (`reporting.mean_std`), `check_targets` issue 12's targets and
+per-variant mean ± std over the seeds (`reporting.mean_std`), `check_targets` the targets and
 `markdown` robustness.md. Nothing here trains: the checks are tested on planted summaries
 (tests/unit/test_robustness_checks.py).
 
-Collapse (issue 12: a degenerate stage is reported as collapsed, not as a metric). A stage is collapsed on
+Collapse (a degenerate stage is reported as collapsed, not as a metric). A stage is collapsed on
 a seed when
 - its test scores' pooled std is below `metrics.COLLAPSE_STD` (1e-3): the stage's own `score_std` /
   `collapsed` metrics, else computed from RUN/<stage>/test_scores.npz (`metrics.score_spread`); or
@@ -16,7 +16,7 @@ a seed when
 A stage collapsed on any seed of a variant is marked collapsed for the variant; its numbers stay in the
 JSON and appear in parentheses in the table, as diagnostics, not results.
 
-Targets checked per variant (issue 12; means over the variant's seeds):
+Targets checked per variant (means over the variant's seeds):
 - no stage collapsed;
 - gate ≥ TGS ≥ baseline ≥ Sultani MIL on AUC_A (Sultani left out of the chain when the pipeline has no
   such stage, and the check says so);
@@ -39,7 +39,7 @@ STAGE_LABELS = {"sultani": "Sultani MIL (reference)", "encoder": "UR-DMU baselin
 SHORT_NAMES = {"sultani": "Sultani MIL", "encoder": "baseline", "tgs": "TGS", "experts": "experts", "gate": "gate"}
 TABLE_ORDER = ("sultani", "encoder", "tgs", "experts", "gate")
 GATE_AUC_STD_MAX = 1.5     # the UCF target: gate AUC std ≤ 1.5 points
-MIN_KERNEL_FRACTION = 0.5  # "no kernel on most abnormal training samples" (issue 12)
+MIN_KERNEL_FRACTION = 0.5  # "no kernel on most abnormal training samples": a collapsed stage
 
 
 class TargetsOf(Protocol):
@@ -111,7 +111,7 @@ def _chain(vsum: dict[str, Any], chain: tuple[str, ...], metric: str) -> tuple[b
 
 
 def check_targets(variant: TargetsOf, vsum: dict[str, Any]) -> list[dict[str, Any]]:
-    """The issue's targets on one variant's summary: [{target, passed (True/False/None), detail}].
+    """The targets on one variant's summary: [{target, passed (True/False/None), detail}].
 
     passed is None when the variant has fewer seeds than it asks for (incomplete) or a stage is missing.
     """
@@ -172,7 +172,7 @@ def markdown(result: dict[str, Any]) -> str:
     """robustness.md: parameters, the variants, the results table, the targets, failures."""
     p, env = result["parameters"], result["environment"]
     lines = [
-        "# Robustness benchmark (issue 12)", "",
+        "# Robustness benchmark", "",
         f"`gsmoe bench robustness` — profile **{p['profile']}**, device {p['device']} "
         f"({env.get('gpu') or env.get('cpu')}, {env.get('cpu_count')} CPUs), {p['jobs']} job(s) × "
         f"{p['threads']} thread(s), torch {env.get('torch')}, {result['finished']}; "
@@ -192,7 +192,7 @@ def markdown(result: dict[str, Any]) -> str:
               "parentheses: they are diagnostics, not results. Seconds per seed share the machine with the "
               "other jobs.", ""]
     lines += _md_table(table_rows(result["summary"]))
-    lines += ["", "## Targets (issue 12)", ""]
+    lines += ["", "## Targets", ""]
     trows = [{"variant": name, "target": c["target"],
               "result": {True: "met", False: "**missed**", None: "incomplete"}[c["passed"]], "figures": c["detail"]}
              for name, checks in result["checks"].items() for c in checks]

@@ -45,7 +45,7 @@ class TestSet:
     source "mmap": one .npy file per video in a folder, memory-mapped, read once and unmapped when its video is
     scored, as `data.layouts.FeatureDataset.load` reads real features: the process never holds more than one
     video's features. "memory": every video in host memory (pinned on CUDA, so that the copies to the device
-    run asynchronously; session 1's setting). `load(i)` gives video i as a host tensor [C, T, D].
+    run asynchronously; the setting of the first H100 measurement). `load(i)` gives video i as a host tensor [C, T, D].
     """
 
     def __init__(self, source: str, lengths: tuple[int, ...], videos: list[torch.Tensor] | None = None,

@@ -1,4 +1,4 @@
-"""`gsmoe bench scoring-options`: the scoring options' effect on a finished run's test metrics and time (issue 5).
+"""`gsmoe bench scoring-options`: the scoring options' effect on a finished run's test metrics and time.
 
 For one trained run (default `runs/reproduce`, seed 0) it scores the test split with the whole GS-MoE four
 ways, crops "each" / "mean" (`models.gsmoe`) x fp32 / bf16 autocast, and writes one JSON record (metrics in

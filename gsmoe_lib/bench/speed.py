@@ -45,7 +45,7 @@ from gsmoe_lib.models.blocks import current_limits
 
 STAGES = ("encoder", "tgs", "experts", "gate", "score", "memory", "breakdown")
 
-# The bar to clear (issue 5, REFERENCE §9): the official UR-DMU code, fp32, on the machines we use.
+# The bar to clear (REFERENCE §9): the official UR-DMU code, fp32, on the machines we use.
 OFFICIAL_URDMU = {
     "one_h100": {"encoder_step_s": 0.034, "score_per_crop_s": 7.1, "score_all_crops_s": 1.6},
     "two_core_cpu": {"encoder_step_s": 7.2, "score_per_crop_s": 81.0, "score_per_crop_snippets_per_s": 855.0},

@@ -13,6 +13,10 @@ never held in memory), and reports every problem as one line naming the file or 
   one with windows, a window past the end of the video, a frame count that matches no snippet
   convention (`ground_truth`); malformed list or annotation lines (with the line number).
 
+On a dataset without problems it then prints the untrained L2-norm score (`data.magnitude`: the test AUC of
+scoring every snippet by the norm of its crop-averaged feature; near 50 on real I3D features), unless
+`--no-magnitude`.
+
 A folder written by `gsmoe extract` (it holds extract.json and extract.list, and no list of a dataset) is
 checked as what it is, features of videos without labels (`check_extracted`): every file extract.list names
 is read as above (shape, dtype, T, NaN / Inf, one D), and T must be the one extract.json records.
@@ -272,6 +276,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="test list (default: a known list name in DIR, else the official list)")
     parser.add_argument("--annotations", metavar="FILE",
                         help="test annotations (default: a known name in DIR, else the official file)")
+    parser.add_argument("--no-magnitude", action="store_true",
+                        help="skip the untrained L2-norm score (reads the test features a second time)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -288,4 +294,9 @@ def run(args: argparse.Namespace) -> int:
     print(report.summary())
     for problem in report.problems:
         print(f"PROBLEM: {problem}")
+    if report.ok and not args.no_magnitude:
+        # how far the feature norm alone separates the test anomalies (data.magnitude): near chance on real I3D
+        from gsmoe_lib.data.magnitude import describe, magnitude_metrics
+
+        print(describe(magnitude_metrics(args.data_root, dataset, args.test_list, args.annotations)))
     return 0 if report.ok else 1

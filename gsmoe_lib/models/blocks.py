@@ -66,7 +66,7 @@ class MemoryLimits:
         where none applies (attention dropout on the CPU, other devices) or `fused_attention` is False, in
         query chunks of at most this many scores. 2^26 scores are 256 MB in fp32. Measured on the CPU: the
         13 experts' call at T = 6,749 holds its 64 MB output and nothing more through the fused kernel, and
-        takes 5.7 s against 6.7 s in chunks of 2^26 scores (benchmarks/README.md).
+        takes 5.7 s against 6.7 s in chunks of 2^26 scores (docs/studies/memory.md).
     fused_attention: let calls over `attention_scores` use SDPA's fused kernels (False: always query chunks;
         the tests use it to exercise the chunks on the CPU).
     pass_snippets: the most crops x snippets one scoring pass sends through a model (`URDMU` in evaluation,
@@ -110,7 +110,7 @@ class MemoryLimits:
 
 # Default snippets per scoring pass. CPU: at 1,024 the largest per-snippet activation of a pass, the experts'
 # q, k, v [13, 1024, 576], is 31 MB, and GS-MoE scored 10 crops of 300 and 1,000 snippets 10-25 % faster than
-# in one pass on the 2-core CPU (less memory traffic), UR-DMU within a few percent (benchmarks/README.md).
+# in one pass on the 2-core CPU (less memory traffic), UR-DMU within a few percent (docs/studies/memory.md).
 # GPU: a pass costs a few ms of kernel launches whatever its size, so passes are large: 16,384 snippets scores
 # the UCF-Crime test set in 299 passes (290 videos), against 761 at 1,024, with an estimated 2 GB of
 # activations at most (benchmarks/gpu_check.sh measures the peak).
@@ -119,7 +119,7 @@ ACCELERATOR_PASS_SNIPPETS = 16384
 # Expert rows per call. CPU: 8,192 rows (13 experts over up to 630 snippets in one call) hold 19 MB of q, k, v
 # (a crop longer than 8,192 snippets goes one expert at a time), and measured on the 2-core CPU the 13 experts
 # ran as fast as in one call for T <= 1,000 and 12-15 % faster for T = 2,000 and 6,749 (smaller working sets;
-# benchmarks/README.md). GPU: 16 x a pass, so that every
+# docs/studies/memory.md). GPU: 16 x a pass, so that every
 # pass (at most 16,384 snippets) is one call of all 13 UCF-Crime experts: launches, not memory, set its speed.
 CPU_EXPERT_SNIPPETS = 8192
 ACCELERATOR_EXPERT_SNIPPETS = 16 * ACCELERATOR_PASS_SNIPPETS

@@ -5,10 +5,10 @@ Crops (the paper is silent on how its experts and gate meet the 10 crops; `crops
   gate, and the final scores are averaged over crops (REFERENCE §4, "scores averaged over crops"). The
   experts and the gate were trained on single-crop samples, so this shows them what they were trained on.
   Cost: the experts and the gate run C times; at the default widths the whole GS-MoE costs about 3x the
-  encoder alone (benchmarks/README.md, "where the time goes").
+  encoder alone (docs/studies/speed.md, "Where the time goes").
 - "mean": the encoder scores every crop and averages its task-aware features over crops; the experts and
   the gate run once per video on that average. About 1.2x the encoder alone; the scores differ from "each"
-  (the experts are non-linear). `gsmoe bench speed` times both, benchmarks/README.md reports the metric effect.
+  (the experts are non-linear). `gsmoe bench speed` times both, docs/studies/speed.md reports the metric effect.
 
 At test time every expert runs on every video (a soft mixture): the experts are one batched module, so
 the cost of E experts is one forward pass, not E.

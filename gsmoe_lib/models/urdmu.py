@@ -424,7 +424,15 @@ def load_released(path: str | Path, input_dim: int | None = None) -> URDMU:
     input_dim is read from `embedding.conv_1.0.weight` ([512, D, 3]); when given it must agree.
     """
     path = Path(path)
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        # weights_only: a file carrying anything but tensors and plain values (a pickled function: code that
+        # would run on load) is refused, never executed
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise ValueError(f"{path}: cannot read a UR-DMU checkpoint ({type(exc).__name__}: {first}); the file is "
+                         "truncated, corrupt, or holds more than tensors (a pickled function, say), which is refused "
+                         "and never executed") from exc
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise ValueError(f"{path}: not a UR-DMU checkpoint (expected a plain state_dict of tensors)")
     conv = state.get("embedding.conv_1.0.weight")

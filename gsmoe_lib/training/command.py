@@ -36,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init-encoder", default=None, help="released UR-DMU checkpoint to start from")
     parser.add_argument("--tgs-config", default=None, help="JSON file of TGSConfig (from the TGS tuner)")
     parser.add_argument("--config", default=None, help="JSON file of nested PipelineConfig overrides")
+    parser.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                        help="when another process is writing RUN (its writer.lock is held), wait up to SECONDS for "
+                             "it to finish instead of stopping with a message naming it (default 0)")
     parser.add_argument("--replace", action="store_true",
                         help="a stage of RUN that finished with another config is moved to RUN/replaced/ and "
                              "trained again (without it, that is an error naming the differing keys)")
@@ -58,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
             f"the {args.profile} profile's synthetic data {cfg.data.data_root} is not built yet: run `gsmoe data "
             f"synth --out {cfg.data.data_root} --profile {synthetic_profile(args.profile)}{xd}` (or `gsmoe "
             f"reproduce`, which builds it), or give --data-root")
-    with runs.replace_finished_stages() if args.replace else nullcontext():
+    with runs.replace_finished_stages() if args.replace else nullcontext(), runs.wait_for_writer(args.wait):
         results = run_pipeline(cfg, args.run, tuple(s for s in args.stages.split(",") if s))
     for name, res in results.items():
         m = res.metrics

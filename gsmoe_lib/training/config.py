@@ -24,8 +24,9 @@ One resolver builds a config from what a user gives: `config_for` (the notebooks
 `default_data_root`, the only place that knows the synthetic data's folder names (`gsmoe reproduce` builds
 the data there, `gsmoe train` and the notebooks read it from there).
 
-A stage's identity is `stage_config`: its settings, the data (`data_identity`: normalised so that equal
-runs hash equal whoever asks), the seed, autocast and the config hash of its upstream stage.
+A stage's identity is `stage_config`: its settings, the data (`data_identity`: by content, so that equal
+runs hash equal whoever asks and wherever the data lies), the seed, autocast and the config hash of its
+upstream stage.
 """
 
 from __future__ import annotations
@@ -262,17 +263,18 @@ def dataset_name(cfg: DataConfig) -> str:
 def data_identity(cfg: DataConfig) -> dict[str, Any]:
     """What identifies the data a stage was trained on (goes into every stage's config hash).
 
-    Normalised, so that equal runs hash equal whoever asks (the CLI, `gsmoe reproduce`, a notebook): the
-    dataset resolved (None -> the name `load_data` uses), the data root and the list files absolute.
+    By content, not by path (`data.fingerprint.dataset_fingerprint`: the list and annotation files' bytes,
+    each feature file's relative path, size and .npy header), so that equal runs hash equal whoever asks (the
+    CLI, `gsmoe reproduce`, a notebook, from any working directory), a dataset copied or moved elsewhere
+    keeps its finished stages, and a changed feature file or list makes every stage another run. With the
+    dataset resolved (None -> the name `load_data` uses) and the pooling (`n_segments`, `crops`).
     """
-    root = Path(cfg.data_root)
-    ident: dict[str, Any] = {**asdict(cfg), "data_root": str(root.resolve()), "dataset": dataset_name(cfg)}
-    for key in ("train_list", "test_list", "annotations"):  # "" and None both mean: not given
-        ident[key] = str(Path(ident[key]).resolve()) if ident[key] else None
-    manifest = root / "gsmoe_dataset.json"
-    if manifest.is_file():  # a synthetic dataset: its generator config and seed identify it
-        ident["manifest_sha"] = runs.config_hash(runs.read_json(manifest))
-    return ident
+    from gsmoe_lib.data.fingerprint import dataset_fingerprint
+
+    dataset = dataset_name(cfg)
+    return {"dataset": dataset, "n_segments": cfg.n_segments, "crops": cfg.crops,
+            **dataset_fingerprint(cfg.data_root, dataset, cfg.train_list or None, cfg.test_list or None,
+                                  cfg.annotations or None)}
 
 
 def stage_config(cfg: PipelineConfig, stage: str, upstream: str | None) -> dict[str, Any]:

@@ -1,11 +1,13 @@
 """The training loop every stage shares: `fit`, the two update steps, and the frozen forward pass.
 
 `fit(stage, config, modules, optimizer, iterations, batches, step)` runs `step(i, batch)` with resume: a
-partial checkpoint (modules, optimiser, RNG state, iteration, loss history) is written every
-`checkpoint_every` steps and when anything interrupts the loop (KeyboardInterrupt in Jupyter included); the
-next call with the same config restores it and fast-forwards `batches`, so a resumed stage gives the same
-numbers as an uninterrupted one. Why fast-forward rather than save the sampler: a sampler is a generator
-seeded per stage, and its state is exactly its position in the stream.
+partial checkpoint (modules, optimiser, every global RNG state, iteration, loss history) is written every
+`checkpoint_every` steps and when an exception stops the loop between two steps (a Ctrl-C / Jupyter
+interrupt waits for the step to end: `StepBoundary`); the next call with the same config restores it and
+fast-forwards `batches`, so a resumed stage gives bit for bit the numbers of an uninterrupted one, whether it
+was interrupted or killed (tests/faults). Why fast-forward rather than save the sampler: a sampler is a
+generator seeded per stage, and its state is exactly its position in the stream. A stage's other generators
+are modules (`stages.RandomStream`), saved with the rest.
 
 The update steps are the two objectives: `urdmu_update` (UR-DMU's MIL objective, the encoder stage) and
 `tgs_update` (L_TGS, Eq. 6, for every stage after it). `gsmoe bench speed` times these same functions.
@@ -16,8 +18,13 @@ in evaluation mode, a chunk of samples at a time, so a stage's inputs are comput
 
 from __future__ import annotations
 
+import random
+import signal
+import sys
+import threading
 from typing import Any, Callable, Iterator
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -32,17 +39,83 @@ Outputs = torch.Tensor | tuple[torch.Tensor, ...]
 
 
 def rng_state() -> dict[str, Any]:
-    """The global torch RNG state (CPU, and every CUDA device when there is one): saved with a partial checkpoint."""
-    state = {"torch": torch.get_rng_state()}
+    """Every global random stream a step may draw from, saved with a partial checkpoint: torch's CPU
+    generator (dropout masks come from it), every CUDA device's when there is one, numpy's legacy global
+    generator and Python's `random`. Plain tensors and ints, so the checkpoint loads with weights_only=True."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    state = {"torch": torch.get_rng_state(),
+             "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                       "has_gauss": int(has_gauss), "gauss": float(gauss)},
+             "python": {"version": version, "internal": torch.tensor(internal, dtype=torch.int64),
+                        "gauss_next": gauss_next}}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what `rng_state` saved (a checkpoint of an older version holds only "torch" / "cuda")."""
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+    if "numpy" in state:
+        n = state["numpy"]
+        np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    if "python" in state:
+        p = state["python"]
+        random.setstate((p["version"], tuple(int(v) for v in p["internal"].tolist()), p["gauss_next"]))
+
+
+class StepBoundary:
+    """Makes a step of `fit` whole with respect to Ctrl-C: `with boundary: step(...)`.
+
+    Why: a KeyboardInterrupt (Ctrl-C, Jupyter's interrupt) raised in the middle of a step leaves the
+    modules, the optimiser (Adam updates its parameters one after the other), the pseudo-label store and the
+    RNG half-way through the step; a partial checkpoint written then resumes to other numbers than the
+    uninterrupted run. So while fit runs (in the main thread, where signal handlers live) SIGINT only
+    records the request, and the KeyboardInterrupt is raised at the start of the next step (or after the
+    last), where everything is whole. A second Ctrl-C stops at once, and then no partial checkpoint is
+    written (`torn`): the run resumes from the last periodic one. Any other exception inside a step also
+    leaves the step torn.
+    """
+
+    def __init__(self) -> None:
+        self.pending = False  # a Ctrl-C waits for the step to end
+        self.torn = False  # inside a step (or stopped by a second Ctrl-C): the state is not a whole step
+        self._previous: Any = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        if self.pending:  # the second Ctrl-C: stop now
+            self.torn = True
+            raise KeyboardInterrupt
+        self.pending = True
+        print("\ninterrupted: stopping after this step (Ctrl-C again stops at once, losing the steps since the "
+              "last checkpoint)", file=sys.stderr, flush=True)
+
+    def __enter__(self) -> "StepBoundary":
+        self.raise_pending()
+        self.torn = True
+        return self
+
+    def __exit__(self, exc_type: Any, *_: Any) -> bool:
+        if exc_type is None:
+            self.torn = False
+        return False
+
+    def raise_pending(self) -> None:
+        """Raise the KeyboardInterrupt of a Ctrl-C received during the last step."""
+        if self.pending:
+            self.pending = False
+            raise KeyboardInterrupt
+
+    def close(self) -> None:
+        """Give SIGINT its previous handler back."""
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
 
 
 def fit(
@@ -62,8 +135,9 @@ def fit(
 
     `step` does forward, backward and optimizer.step(), and returns detached loss parts; they are read
     back to the host (a synchronisation) only every `log_every` steps. A partial checkpoint (modules,
-    optimiser, RNG, iteration, history) is written every `checkpoint_every` steps and when the loop is
-    interrupted by any exception; the next call with the same config resumes from it, fast-forwarding
+    optimiser, RNG, iteration, history) is written every `checkpoint_every` steps and when an exception
+    stops the loop between steps (never with a step half done: `StepBoundary`); the next call with the same
+    config resumes from it, fast-forwarding
     `batches` so the sampler continues where it stopped. `on_step(i)` is called after step i (a hook for
     tests and notebooks).
     """
@@ -92,9 +166,11 @@ def fit(
     bar = tqdm(range(start, iterations), desc=stage.stage, unit="it", disable=not progress,
                initial=start, total=iterations)
     done = start
+    boundary = StepBoundary()  # a Ctrl-C lands between steps: the partial checkpoint holds whole steps
     try:
         for i in bar:
-            parts = step(i, next(batches))
+            with boundary:
+                parts = step(i, next(batches))
             done = i + 1
             if done % log_every == 0 or done == iterations:
                 values = {k: float(v) for k, v in parts.items()}  # one host sync per log_every steps
@@ -104,10 +180,13 @@ def fit(
                 save_partial(done)
             if on_step is not None:
                 on_step(i)
+        boundary.raise_pending()
     except BaseException:
-        if done > start:
+        if done > start and not boundary.torn:
             save_partial(done)
         raise
+    finally:
+        boundary.close()
     return history
 
 

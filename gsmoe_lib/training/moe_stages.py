@@ -32,7 +32,7 @@ from gsmoe_lib.training.data import Data
 from gsmoe_lib.training.loop import frozen_forward, tgs_update
 from gsmoe_lib.training.pseudo_labels import (FROM_TEACHER, REFRESHING, PseudoLabels, training_health,
                                               warmup_per_pool)
-from gsmoe_lib.training.stages import (StageResult, Trained, Training, evaluate, load_or_train,
+from gsmoe_lib.training.stages import (RandomStream, StageResult, Trained, Training, evaluate, load_or_train,
                                        stage_generator)
 
 FeatureCache = Any  # (features [N, S, F], scores [N, S]) or a zero-argument callable returning them
@@ -288,8 +288,10 @@ def train_gate(cfg: PipelineConfig, data: Data, encoder: URDMU, experts: Experts
             metrics.update(training_health(store, source, history, "gate"))
             return Trained(full, metrics, scores, gate.checkpoint_payload())
 
-        return Training({"gate": gate, "pseudo": store}, optimizer, gc.iterations, gc.checkpoint_every, batches,
-                        step, finish)
+        saved = {"gate": gate, "pseudo": store}
+        if gc.feature_dropout > 0:  # its draws continue where they stopped after a resume
+            saved["feature_dropout"] = RandomStream(drop_gen)
+        return Training(saved, optimizer, gc.iterations, gc.checkpoint_every, batches, step, finish)
 
     return load_or_train(cfg, run_dir, stage_name, stage_config(cfg, "gate", upstream), "gate", load, build,
                          progress, on_step)

@@ -12,9 +12,12 @@ the variants ask it, and `gsmoe score` follows the same hashes back through the 
 
 from __future__ import annotations
 
+import functools
+import inspect
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from gsmoe_lib import runs
 from gsmoe_lib.training.config import PipelineConfig, merge, stage_config
@@ -34,6 +37,45 @@ def upstream_hashes(cfg: PipelineConfig) -> dict[str, str | None]:
     return chain
 
 
+def check_stages(cfg: PipelineConfig, run_dir: Path, stages: tuple[str, ...]) -> list[str]:
+    """Refuse, before anything is written, a run whose stages `run_pipeline` would refuse: a stage finished with
+    another config (`runs.StageConflict`) or with a truncated record (`runs.BadRecord`), each naming the file.
+    Returns the stages that will train (not finished with their config)."""
+    up = upstream_hashes(cfg)
+    asked = [s for s in stages if s in STAGES]
+    last = max((STAGES.index(s) for s in asked), default=-1)
+    unfinished = []
+    for stage in [*(s for s in REFERENCE_STAGES if s in stages), *STAGES[:last + 1]]:
+        config = stage_config(cfg, stage, up.get(stage))
+        stage_dir = runs.Run(run_dir).stage(stage)
+        stage_dir.check(config)
+        if not stage_dir.is_done(config):
+            unfinished.append(stage)
+    return unfinished
+
+
+def _checked_and_locked(run: Callable[..., dict[str, StageResult]]) -> Callable[..., dict[str, StageResult]]:
+    """`run_pipeline` checks every stage before anything is written (`check_stages`) and, when one will train,
+    holds the run folder's writer lock for the whole pipeline (`runs.writer_lock`): a second writer waits or
+    refuses before it trains anything, never between two stages. A run whose stages are all finished is read
+    without a lock."""
+
+    @functools.wraps(run)
+    def checked(*args: Any, **kwargs: Any) -> dict[str, StageResult]:
+        bound = inspect.signature(run).bind(*args, **kwargs)
+        bound.apply_defaults()
+        run_dir, stages = Path(bound.arguments["run_dir"]), bound.arguments["stages"]
+        unknown = [s for s in stages if s not in STAGES + REFERENCE_STAGES]
+        if unknown:
+            raise ValueError(f"unknown stages {unknown}; expected a subset of {STAGES + REFERENCE_STAGES}")
+        writes = check_stages(bound.arguments["cfg"], run_dir, stages)
+        with runs.writer_lock(run_dir) if writes else nullcontext():
+            return run(*bound.args, **bound.kwargs)
+
+    return checked
+
+
+@_checked_and_locked
 def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, stages: tuple[str, ...] = STAGES,
                  progress: bool = True, data: Data | None = None) -> dict[str, StageResult]:
     """Run (or load, when finished with the same config) the stages in order; returns stage -> result.
@@ -45,8 +87,11 @@ def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, stages: tuple[str, ..
     unknown = [s for s in stages if s not in STAGES + REFERENCE_STAGES]
     if unknown:
         raise ValueError(f"unknown stages {unknown}; expected a subset of {STAGES + REFERENCE_STAGES}")
-    run_dir = Path(run_dir)
-    runs.write_json(run_dir / "pipeline_config.json", cfg)
+    run_dir = Path(run_dir)  # its stages were checked before this line (`_checked_and_locked`)
+    record = run_dir / "pipeline_config.json"
+    if not record.is_file() or record.read_text() != runs.json_text(cfg):  # a reader of a finished run writes nothing
+        with runs.writer_lock(run_dir):
+            runs.write_json(record, cfg)
     results: dict[str, StageResult] = {}
     if "sultani" in stages:
         results["sultani"] = train_sultani(cfg, data, run_dir, progress)

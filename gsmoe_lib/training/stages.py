@@ -52,6 +52,21 @@ def stage_generator(seed: int, name: str) -> torch.Generator:
     return torch.Generator().manual_seed(seed + SEED_OFFSETS[name])
 
 
+class RandomStream(torch.nn.Module):
+    """A stage's own generator (beyond its batch sampler's) as a module: put it in `Training.modules`, and a
+    partial checkpoint saves its state and a resumed stage continues its stream (`loop.fit`)."""
+
+    def __init__(self, generator: torch.Generator) -> None:
+        super().__init__()
+        self.generator = generator
+
+    def get_extra_state(self) -> torch.Tensor:
+        return self.generator.get_state()
+
+    def set_extra_state(self, state: torch.Tensor) -> None:
+        self.generator.set_state(state)
+
+
 class StageResult(NamedTuple):
     model: torch.nn.Module  # in eval mode; the gate's is the whole GSMoEModel
     metrics: dict[str, Any]
@@ -91,17 +106,21 @@ def load_or_train(cfg: PipelineConfig, run_dir: str | Path, name: str, config: d
     model's initialisation is the first draw of the seed's stream.
     """
     stage = runs.Run(run_dir).stage(name)
-    if stage.is_done(config):
+    if stage.is_done(config):  # a reader: no lock
+        stage.verify()
         model = load(stage.load_checkpoint(kind))
         return StageResult(model.to(cfg.device).eval(), stage.metrics(), stage.path, True)
-    stage.start(config, cfg.seed, cfg.device)
-    runs.seed_everything(cfg.seed)
-    t = build()
-    history = fit(stage, config, t.modules, t.optimizer, t.iterations, t.batches, t.step, t.checkpoint_every,
-                  progress, on_step=on_step)
-    out = t.finish(history)
-    stage.write_results(out.payload, kind, history, out.scores)
-    stage.finish(config, out.metrics)
+    with runs.writer_lock(run_dir):  # one writer per run folder (runs.writer_lock)
+        if stage.is_done(config):  # finished by the writer this one waited for
+            return load_or_train(cfg, run_dir, name, config, kind, load, build, progress, on_step)
+        stage.start(config, cfg.seed, cfg.device)
+        runs.seed_everything(cfg.seed)
+        t = build()
+        history = fit(stage, config, t.modules, t.optimizer, t.iterations, t.batches, t.step, t.checkpoint_every,
+                      progress, on_step=on_step)
+        out = t.finish(history)
+        stage.write_results(out.payload, kind, history, out.scores)
+        stage.finish(config, out.metrics)
     return StageResult(out.model, out.metrics, stage.path, False)
 
 

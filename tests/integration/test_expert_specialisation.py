@@ -2,7 +2,7 @@
 
 Planted task-aware features (the encoder is a stub that passes its input through as the features): class c's
 anomalies move the features along their own axis e_c, normal videos are noise. The teacher's scores mark every
-anomaly alike (one shared target, the situation of issue 12), so only the per-expert pools can make expert c
+anomaly alike (one shared target, the situation on the synthetic data), so only the per-expert pools can make expert c
 the one that ranks class c highest. A trainer that fed every expert every class, or one class to all experts,
 fails this test.
 """

@@ -1,4 +1,4 @@
-"""A finished run survives a notebook asked for something else (issue 13: nothing is overwritten).
+"""A finished run survives a notebook asked for something else: nothing is overwritten.
 
 Notebook 11 is rerun on a copy of the session's finished tiny run with one parameter changed (a TGS
 configuration file, as the tuner of notebook 50 writes one), from notebooks/ as the working directory as

@@ -1,5 +1,5 @@
 """Every stage learns something: on the tiny profile with a fixed seed, each stage's test scores vary and rank the
-anomalous frames above chance. A stage that collapses to a constant (the XD quick failure of issue 12: no TGS kernel,
+anomalous frames above chance. A stage that collapses to a constant (the earlier XD quick failure: no TGS kernel,
 every target 0, the stage learns 0) or learns the labels upside down fails here, not only in a benchmark."""
 
 from __future__ import annotations

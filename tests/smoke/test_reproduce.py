@@ -77,8 +77,8 @@ def test_results_json_schema_and_ranges(run):
 
 
 def test_results_json_carries_the_diagnostics(run):
-    """Issue 12: collapse status of every stage, expert x class matrix, own-expert advantage, masking two ways,
-    silhouettes; consistent with each other and rendered in results.md."""
+    """The diagnostics of the mixture: collapse status of every stage, expert x class matrix, own-expert
+    advantage, masking two ways, silhouettes; consistent with each other and rendered in results.md."""
     results = json.loads((run / "results.json").read_text())
     for row, values in results["ablation"].items():  # every stage's metrics carry the collapse report
         assert values["n_seeds"] == 1 and values["collapsed_seeds"] in (0, 1) and values["score_std"] >= 0, row

@@ -108,6 +108,9 @@ def test_cli_run_reads_dataset_json(tmp_path, capsys):
     assert check.run(parser.parse_args(["--data-root", str(root)])) == 0
     out = capsys.readouterr().out
     assert "dataset xd-violence" in out and "no problems found" in out
+    assert "untrained L2-norm score (no training): AUC" in out  # data.magnitude, on a dataset without problems
+    assert check.run(parser.parse_args(["--data-root", str(root), "--no-magnitude"])) == 0
+    assert "L2-norm" not in capsys.readouterr().out
     (root / "features" / "train" / "Movie.A__#1_label_B1-B2-0__1.npy").unlink()
     assert check.run(parser.parse_args(["--data-root", str(root)])) == 1
     out = capsys.readouterr().out

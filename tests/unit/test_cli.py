@@ -26,6 +26,7 @@ def _required(words):
         ("bench", "speed"): ["--small"],
         ("bench", "precision"): [],
         ("bench", "robustness"): ["--list"],
+        ("bench", "generalise"): [],
         ("bench", "scoring-options"): [],
         ("bench", "moe-options"): [],
         ("bench", "encoder-schedule"): ["data"],

@@ -1,4 +1,4 @@
-"""Diagnostics of the mixture (issue 12) on planted inputs whose answers are known by hand.
+"""Diagnostics of the mixture on planted inputs whose answers are known by hand.
 
 Expert x class AUC matrix, own-expert advantage, masking by zero and by the others' mean, the drop it
 causes, score spread / collapse, and the heatmap.

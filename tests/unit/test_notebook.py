@@ -112,7 +112,7 @@ def test_committed_notebook_hygiene(path):
 
 
 def test_no_notebook_repeats_what_the_library_holds():
-    """The setup, the per-seed table and the frames per snippet each have one home (issue 14)."""
+    """The setup, the per-seed table and the frames per snippet each have one home."""
     for path in COMMITTED:
         nb = nbformat.read(str(path), as_version=4)
         code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")

@@ -76,9 +76,12 @@ def test_data_identity_is_normalised(tmp_path, monkeypatch):
     as_reproduce = config.DataConfig(data_root=str(tmp_path / "data"), dataset="ucf-crime",
                                     train_list=str(tmp_path / "lists" / "train.list"), test_list="")
     a, b = config.data_identity(as_notebook), config.data_identity(as_reproduce)
-    assert a == b and a["dataset"] == "ucf-crime" and Path(a["train_list"]).is_absolute() and a["test_list"] is None
+    assert a == b and a["dataset"] == "ucf-crime" and len(a["content"]) == 16
+    assert not any(str(tmp_path) in str(v) for v in a.values())  # by content: no path in the identity
     other = config.data_identity(config.DataConfig(data_root="data", dataset="xd-violence"))
     assert other["dataset"] == "xd-violence" and other != a
+    (tmp_path / "lists" / "train.list").write_text("y\n")  # another list: another dataset
+    assert config.data_identity(as_notebook)["content"] != a["content"]
 
 
 def test_config_for_passes_the_list_files_and_defaults_to_the_project_data():

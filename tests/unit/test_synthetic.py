@@ -135,16 +135,27 @@ def test_deterministic_for_a_seed(tmp_path, tiny):
     assert all(a.shape != y.shape or not np.array_equal(a, y) for y in b)
 
 
-# What the generator wrote for ("tiny", seed 0, D=8) at GENERATOR_VERSION 1 (the same before and after the
-# issue-14 split of synthetic.py): sha256 of the top-level files (lists, annotation, gsmoe_dataset.json) by
-# name, and the number, sum and sum of squares of all feature values. Sums, not bytes, for the features: the
-# projection is a BLAS matmul whose last bits may differ between machines.
+# What the generator wrote for ("tiny", seed 0, D=8) at GENERATOR_VERSION 2 (anomalies magnitude-matched,
+# magnitude bursts, the "world" key in gsmoe_dataset.json): sha256 of the top-level files (lists, annotation,
+# gsmoe_dataset.json) by name, and the number, sum and sum of squares of all feature values. Sums, not bytes,
+# for the features: the projection is a BLAS matmul whose last bits may differ between machines.
 PINNED = {
-    "ucf-crime": ("b1ea79b19dcf5de426f4b34f849686825df92f24311c42e0a61e74cd9ef3b847", 126,
-                  15413.428516657179, 13212.086309630937),
-    "xd-violence": ("d819e4a278cf1121a130ec0f4761d84fbc100c633873a8f1f417f1e789ed5043", 315,
-                    27879.30083039569, 20841.93447830936),
+    "ucf-crime": ("b3bb2d7330fde1631cdd0acea84b0ff31293dfbe8fb92b31fd7daf560a85fc23", 126,
+                  14541.223629108943, 9610.869281413794),
+    "xd-violence": ("a7e00688151d39a946d8ba5be7e3c21f6b66f535373debded7e8616916310184", 315,
+                    27516.026970951098, 19643.488970839066),
 }
+# Version 1 (every anomaly raises the norm) is still written by anomaly_magnitude="free" without magnitude
+# bursts: its feature sums, as pinned at version 1.
+PINNED_VERSION_1 = {
+    "ucf-crime": (126, 15413.428516657179, 13212.086309630937),
+    "xd-violence": (315, 27879.30083039569, 20841.93447830936),
+}
+
+
+def _feature_sums(root: Path) -> tuple[int, float, float]:
+    arrays = [np.load(p).astype(np.float64) for p in sorted(root.rglob("*.npy"))]
+    return len(arrays), sum(float(a.sum()) for a in arrays), sum(float((a * a).sum()) for a in arrays)
 
 
 @pytest.mark.parametrize("dataset", sorted(PINNED))
@@ -155,13 +166,22 @@ def test_generator_output_is_pinned(tmp_path, dataset):
     for path in sorted(p for p in root.iterdir() if p.is_file()):
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
-    arrays = [np.load(p).astype(np.float64) for p in sorted(root.rglob("*.npy"))]
     text_sha, n_files, total, squares = PINNED[dataset]
-    assert S.GENERATOR_VERSION == 1
+    assert S.GENERATOR_VERSION == 2
     assert digest.hexdigest() == text_sha
-    assert len(arrays) == n_files
-    assert sum(float(a.sum()) for a in arrays) == pytest.approx(total, rel=1e-9)
-    assert sum(float((a * a).sum()) for a in arrays) == pytest.approx(squares, rel=1e-9)
+    n, got_total, got_squares = _feature_sums(root)
+    assert n == n_files
+    assert got_total == pytest.approx(total, rel=1e-9)
+    assert got_squares == pytest.approx(squares, rel=1e-9)
+
+
+@pytest.mark.parametrize("dataset", sorted(PINNED_VERSION_1))
+def test_free_magnitude_writes_version_1_features(tmp_path, dataset):
+    root = S.synthesize(tmp_path / "d", "tiny", seed=0, dataset=dataset, feature_dim=8,
+                        anomaly_magnitude="free", magnitude_burst_rate=0.0)
+    n, total, squares = _feature_sums(root)
+    assert (n, total, squares) == (PINNED_VERSION_1[dataset][0], pytest.approx(PINNED_VERSION_1[dataset][1], rel=1e-9),
+                                   pytest.approx(PINNED_VERSION_1[dataset][2], rel=1e-9))
 
 
 def test_existing_dataset_rules(tmp_path):

@@ -109,3 +109,39 @@ def test_abnormal_video_curves_average_crops_of_abnormal_videos():
     out = abnormal_video_curves(scores, axis)
     assert list(out) == ["a"]
     np.testing.assert_allclose(out["a"], [0.5, 1.0])
+
+
+def test_a_redraw_asked_for_on_another_thread_runs_on_the_kernels_main_thread(monkeypatch):
+    """Comm messages handled on a kernel thread (ipykernel 7 subshells) must not draw and send from there."""
+    import threading
+
+    from gsmoe_lib import widgets
+
+    queued = []
+
+    class Loop:  # the kernel's IOLoop: add_callback is its one thread-safe call
+        def add_callback(self, fn):
+            queued.append(fn)
+
+    tuner = widgets.TGSTuner({"a": np.linspace(0, 1, 32), "b": np.linspace(1, 0, 32)})
+    before = tuner.redraws
+    monkeypatch.setattr(widgets, "_kernel_loop", lambda: Loop())
+    drawn_on = []
+    original = widgets.TGSTuner.redraw.__wrapped__
+    monkeypatch.setattr(widgets.TGSTuner, "redraw", widgets._one_at_a_time(
+        lambda self: drawn_on.append(threading.current_thread()) or original(self)))
+    worker = threading.Thread(target=lambda: setattr(tuner.video, "value", "b"))
+    worker.start()
+    worker.join()
+    assert tuner.redraws == before and len(queued) == 1  # handed over, not drawn on the worker thread
+    queued.pop()()  # the kernel's loop runs it on the main thread
+    assert tuner.redraws == before + 1 and drawn_on == [threading.main_thread()]
+
+
+def test_a_headless_widget_leaves_its_output_area_empty_until_displayed():
+    """A batch run shows `.image`: redraws there send no Output-area messages (nbclient would echo them back)."""
+    from gsmoe_lib import widgets
+
+    tuner = widgets.TGSTuner({"a": np.linspace(0, 1, 32), "b": np.linspace(1, 0, 32)})
+    tuner.video.value = "b"
+    assert tuner.redraws == 2 and tuner.output.outputs == () and not tuner._live

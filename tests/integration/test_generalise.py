@@ -1,0 +1,74 @@
+"""`gsmoe bench generalise` (gsmoe_lib/bench/generalise.py) on the tiny profile: one world, one seed.
+
+The table has one row per stage (the references first, then every pipeline stage) with the metrics' columns
+and the world's untrained L2-norm AUC; the JSON holds one record per stage with date, machine, commit and
+command; a second call finds the finished cell instead of training it again.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gsmoe_lib.bench import generalise as G
+from gsmoe_lib.cli import main
+from gsmoe_lib.training.stages import REFERENCE_STAGES, STAGES
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    root = tmp_path_factory.mktemp("generalise")
+    argv = ["bench", "generalise", "--profile", "tiny", "--seeds", "1", "--worlds", "drift",
+            "--work", str(root / "work"), "--out", str(root / "out"), "--quiet"]
+    assert main(argv) == 0
+    return root, argv
+
+
+@pytest.mark.slow
+def test_table_rows_columns_and_records(finished):
+    root, _ = finished
+    result = json.loads((root / "out" / "generalise.json").read_text())
+    references = [s for s in REFERENCE_STAGES if s not in STAGES]
+    expected_stages = [*references, *STAGES]
+    assert result["parameters"]["stages"] == expected_stages and result["failures"] == []
+
+    # one row per stage of the one world, the references first
+    table = result["table"]
+    assert [r["world"] for r in table] == ["drift"] * len(expected_stages)
+    assert [r["stage"] for r in table] == [G._stage_label(s) for s in expected_stages]
+    assert list(table[0]) == ["world", "stage", "seeds", "AUC", "AUC_A", "AP", "L2-norm AUC (untrained)",
+                              "own-expert advantage", "status"]
+    l2 = result["worlds"]["drift"]["l2_norm"]["auc"]
+    assert 0.0 <= l2 <= 1.0 and all(r["L2-norm AUC (untrained)"] == f"{100 * l2:.2f}" for r in table)
+    experts_row = table[expected_stages.index("experts")]
+    assert experts_row["own-expert advantage"] != "–"  # the drift world's experts are class experts
+
+    # one flat record per stage and seed, each stamped
+    records = result["records"]
+    assert sorted(r["stage"] for r in records) == sorted(expected_stages)
+    for r in records:
+        assert r["world"] == "drift" and r["generator"] == "drift" and r["seed"] == 0
+        assert r["date"] and r["machine"] and r["commit"]
+        assert r["command"].startswith("gsmoe bench generalise --worlds drift --seeds 1 --profile tiny")
+        assert 0.0 <= r["auc"] <= 100.0 and r["l2_norm_auc"] == pytest.approx(100 * l2)  # percent, as the metrics
+
+    md = (root / "out" / "generalise.md").read_text()
+    assert "| world | stage | seeds | AUC | AUC_A | AP | L2-norm AUC (untrained) |" in md
+    assert "used only to report, never to choose a default" in md
+    for s in expected_stages:
+        assert f"| drift | {G._stage_label(s)} | 1 |" in md
+
+
+@pytest.mark.slow
+def test_a_second_call_loads_the_finished_cell(finished, capsys):
+    root, argv = finished
+    cell = next((root / "work" / "cells" / "drift").rglob("seed-0.json"))
+    mtime = cell.stat().st_mtime_ns
+    assert main(argv) == 0
+    assert cell.stat().st_mtime_ns == mtime  # not trained again
+
+
+def test_unknown_world_is_one_line(tmp_path, capsys):
+    assert main(["bench", "generalise", "--worlds", "mars", "--out", str(tmp_path)]) == 2
+    assert "unknown world(s) mars" in capsys.readouterr().err
