@@ -8,8 +8,8 @@ here is named after the release it reproduces:
 |---|---|---|---|---|---|---|
 | `urdmu-10crop` | UR-DMU's extractor (UCF-Crime 10-crop, 1024-d) | exactly 340 x 256, Lanczos | 0 TL, 1 TR, 2 centre [16:240, 58:282], 3 BL, 4 BR, 5-9 the same on the mirrored frame | 2p/255 - 1 | ceil, last frame repeated | UR-DMU feature_extract/i3d_extract.py; Finspire13/pytorch-i3d-feature-extraction |
 | `deepmil-10crop` | the DeepMIL release's order | as urdmu-10crop (decision) | 0 centre, 1-4 TL, TR, BL, BR (corner order: decision), 5-9 mirrored | 2p/255 - 1 | ceil (decision) | Roc-Ng/DeepMIL README |
-| `xd-5crop` | XD-Violence 5-crop (1024-d) | short side 256, bilinear | 0 centre, 1 TL, 2 TR, 3 BL, 4 BR; no mirror | 2p/255 - 1 | floor (decision) | XDVioDet issues 4-6 (the author) |
-| `rtfm-10crop` | RTFM's UCF-Crime I3D ResNet-50 (2048-d), `[T, 10, 2048]` | short side 256, bilinear | torchvision TenCrop(224): 0 TL, 1 TR, 2 BL, 3 BR, 4 centre, 5-9 the same on the mirrored frame | (p - 114.75) / 57.375 | ceil, loop-padded | RTFM issue 21 (the author) |
+| `xd-5crop` | XD-Violence 5-crop (1024-d) | short side 256, bilinear | 0 centre, 1 TL, 2 TR, 3 BL, 4 BR; no mirror | 2p/255 - 1 | floor (decision) | Roc-Ng/XDVioDet#4-#6 (the author) |
+| `rtfm-10crop` | RTFM's UCF-Crime I3D ResNet-50 (2048-d), `[T, 10, 2048]` | short side 256, bilinear | torchvision TenCrop(224): 0 TL, 1 TR, 2 BL, 3 BR, 4 centre, 5-9 the same on the mirrored frame | (p - 114.75) / 57.375 | ceil, loop-padded | tianyu0207/RTFM#21 (the author) |
 | `centre` | one centre crop (urdmu-10crop's crop 2), for a quick look | exactly 340 x 256, Lanczos | 0 centre | 2p/255 - 1 | ceil | this project |
 
 TL / TR / BL / BR: the top-left, top-right, bottom-left, bottom-right 224 x 224 windows. A mirrored window is

