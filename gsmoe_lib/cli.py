@@ -29,7 +29,9 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("data", "check"), "gsmoe_lib.data.check", "validate a feature dataset (lists, annotations, files) without training"),
     (("data", "synth"), "gsmoe_lib.data.synthetic", "write the UCF-Crime-shaped (or XD-shaped) synthetic dataset"),
     (("train",), "gsmoe_lib.training.command", "run training stages (encoder, tgs, experts, gate) into a run folder"),
-    (("score",), "gsmoe_lib.inference", "score feature files with a finished run and write per-snippet CSV"),
+    (("score",), "gsmoe_lib.inference", "score feature files (or videos) with a finished run and write per-snippet CSV"),
+    (("extract",), "gsmoe_lib.extract.command",
+     "videos -> the field's I3D features (named crop / snippet recipes), with an extract.json manifest"),
     (("reproduce",), "gsmoe_lib.reproduce", "execute the notebook collection with papermill"),
     (("bench", "speed"), "gsmoe_lib.bench.speed",
      "time every training step and test-set scoring (and its peak memory)"),
@@ -47,6 +49,8 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
      "test metrics along training of the encoder or the Sultani MIL stage"),
     (("bench", "paper-pipeline"), "gsmoe_lib.bench.paper_pipeline",
      "the four stages at paper-scale training settings, end to end, timed"),
+    (("bench", "extract"), "gsmoe_lib.bench.extract",
+     "gsmoe extract: snippets/s of decoding, the model and both, and peak host memory on a long video"),
     (("sweep",), "gsmoe_lib.sweep", "run a seeds x settings sweep locally or on a Dask cluster"),
 ]
 

@@ -33,6 +33,16 @@ folders are often read-only mounts. `--plot` also writes `<stem>_scores.png` per
 strongest expert as a coloured band, and the ground-truth windows of `--annotations`, an annotation
 file in any format `gsmoe data check` reads, matched by video name).
 
+Videos (`gsmoe score --run RUN VIDEO.mp4 --i3d WEIGHTS`): a file with a video suffix is first turned into
+features by `gsmoe extract` (`extract.scoring`: the backbone from the run's feature width, the recipe from
+its dataset; `--backbone` / `--recipe` override), kept in OUT/features/ beside the scores, then scored like
+a features file. With `--plot` its picture is the score over time with thumbnails of the frames at the
+highest peaks (`extract.picture`).
+
+`--encoder CHECKPOINT` instead of `--run`: a released UR-DMU checkpoint scores alone (`EncoderDetector`), so
+the two public files (the I3D weights and UR-DMU's UCF checkpoint) give an anomaly curve for a video with no
+training at all.
+
 A features file is checked before it is scored (`load_features`, `first_non_finite`): a file that is not
 a NumPy .npy array, holds Python objects or no numbers, or has a NaN / Inf is an error naming the file
 (and the first bad snippet), which `gsmoe score` reports in one line.
@@ -142,6 +152,44 @@ class GSMoE:
         return result
 
 
+class EncoderDetector:
+    """UR-DMU alone as the detector: a released checkpoint (`models.urdmu.load_released`), no run needed.
+
+    `gsmoe score --encoder urdmu_ucf.pkl VIDEO.mp4 --i3d rgb_imagenet.pt` gives an anomaly curve from the two
+    public files only. Its score is the encoder's own snippet score, averaged over crops; there are no experts,
+    so the CSV has one "expert" column, UR-DMU, equal to the score.
+    """
+
+    NAME = "UR-DMU"
+
+    def __init__(self, model: URDMU, device: str = "cpu") -> None:
+        self.model = model.to(device).eval()
+        self.device = device
+        self.expert_names = [self.NAME]
+
+    @property
+    def input_dim(self) -> int:
+        return self.model.input_dim
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str = "cpu") -> "EncoderDetector":
+        from gsmoe_lib.models.urdmu import load_released
+
+        return cls(load_released(path), device)
+
+    @torch.inference_mode()
+    def score(self, features: np.ndarray, name: str = "features") -> ScoreResult:
+        x = np.asarray(features)
+        x = x[None] if x.ndim == 2 else x  # [C, T, D]
+        if x.ndim != 3 or x.shape[-1] != self.input_dim or x.shape[1] == 0:
+            raise ValueError(f"{name}: expected features [T, D] or [C, T, D] with D={self.input_dim} "
+                             f"(the checkpoint's feature width), got shape {np.asarray(features).shape}")
+        t = torch.from_numpy(np.require(x, np.float32, ["C", "W"])).to(self.device)[None]  # [1, C, T, D]
+        scores = self.model(t, training_extras=False).scores[0].float().cpu().numpy()  # [T], averaged over crops
+        return ScoreResult(scores=scores, expert_scores=scores[:, None], expert_names=[self.NAME],
+                           strongest_expert=np.asarray([self.NAME] * scores.size), encoder_scores=scores)
+
+
 # ---------------------------------------------------------------------------------------------------
 # Feature files and the CSV
 # ---------------------------------------------------------------------------------------------------
@@ -245,12 +293,17 @@ def write_scores_csv(path: str | Path, result: ScoreResult, threshold: float | N
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("features", nargs="+", help="feature files (.npy), one video each: [T, D], [C, T, D] or [T, C, D]")
-    parser.add_argument("--run", required=True, help="finished run folder (RUN or RUN/seed-<s>)")
+    parser.add_argument("features", nargs="+", metavar="FILE",
+                        help="feature files (.npy), one video each: [T, D], [C, T, D] or [T, C, D]; or video files "
+                             "(.mp4, .avi, ...: extracted first, needs --i3d)")
+    parser.add_argument("--run", default=None, help="finished run folder (RUN or RUN/seed-<s>)")
+    parser.add_argument("--encoder", default=None, metavar="CHECKPOINT",
+                        help="instead of --run: a released UR-DMU checkpoint scores alone (its own snippet scores)")
     parser.add_argument("--seed", type=int, default=0, help="which RUN/seed-<s> when RUN holds several seeds")
     parser.add_argument("--gate", default="gate", help="gate stage folder to use (e.g. gate-<variant>)")
     parser.add_argument("--out", default=None,
-                        help="folder for the CSVs and plots (default: RUN/scores/, never beside the features)")
+                        help="folder for the CSVs and plots (default: RUN/scores/, with --encoder "
+                             "runs/<checkpoint>-scores/; never beside the features)")
     parser.add_argument("--plot", action="store_true",
                         help="also write <stem>_scores.png per video: score over time, threshold, strongest "
                              "expert, ground truth (with --annotations)")
@@ -263,6 +316,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="each: every crop through experts and gate (default); "
                              "mean: crop-averaged features, faster")
     parser.add_argument("--device", default="cpu")
+    video = parser.add_argument_group("videos (features extracted first, see gsmoe extract)")
+    video.add_argument("--i3d", metavar="WEIGHTS", default=None,
+                       help="backbone weights file for video inputs (e.g. rgb_imagenet.pt); nothing is downloaded")
+    video.add_argument("--backbone", default=None,
+                       help="i3d-inception or i3d-r50 (default: from the run's feature width, 1024 / 2048)")
+    video.add_argument("--recipe", default=None,
+                       help="crop recipe (default: from the run's dataset: UCF-Crime 10 crops, XD-Violence 5)")
+    video.add_argument("--snippets", choices=("floor", "ceil"), default=None,
+                       help="snippet count rule (default: the recipe's)")
 
 
 def _ground_truth(annotations: dict[str, Any] | None, path: Path, n_snippets: int) -> tuple[np.ndarray | None, str]:
@@ -279,25 +341,53 @@ def _ground_truth(annotations: dict[str, Any] | None, path: Path, n_snippets: in
     return frame_labels(annotations[name], n_snippets, video=name), ""
 
 
+def _is_video(path: Path) -> bool:
+    from gsmoe_lib.extract.decode import is_video_path
+
+    return is_video_path(path)
+
+
 def run(args: argparse.Namespace) -> int:
+    if bool(args.run) == bool(args.encoder):
+        raise ValueError("give either --run RUN (a finished GS-MoE run) or --encoder CHECKPOINT (UR-DMU alone)")
     files = [Path(f) for f in args.features]
+    videos = [f for f in files if _is_video(f)]
+    if videos and not args.i3d:
+        raise ValueError(f"{videos[0]}: a video; pass --i3d WEIGHTS (the backbone's weights file, e.g. "
+                         "rgb_imagenet.pt) to extract its features first")
     for f in files:  # every file's kind, dtype and header before the model loads (fail fast, name the file)
-        load_features(f)
+        if f not in videos:
+            load_features(f)
     # Default: inside the run (the feature folder may be a read-only mount).
-    out_dir = Path(args.out) if args.out else Path(args.run) / "scores"
+    default_out = Path(args.run) / "scores" if args.run else Path("runs") / f"{Path(args.encoder).stem}-scores"
+    out_dir = Path(args.out) if args.out else default_out
     outs = [out_dir / f"{f.stem}_scores.csv" for f in files]
     dup = {str(o) for o in outs if outs.count(o) > 1}
     if dup:
         raise ValueError(f"several features files would write the same CSV {sorted(dup)}; rename them")
     threshold = float(read_operating_point(args.operating_point)["threshold"]) if args.operating_point else None
-    detector = GSMoE.from_run(args.run, stage_gate=args.gate, device=args.device, seed=args.seed, crops=args.crops)
+    if args.run:
+        detector = GSMoE.from_run(args.run, stage_gate=args.gate, device=args.device, seed=args.seed, crops=args.crops)
+    else:
+        detector = EncoderDetector.from_checkpoint(args.encoder, device=args.device)
+    extracted: dict[Path, dict[str, Any]] = {}
+    if videos:
+        from gsmoe_lib.extract.scoring import run_dataset, video_features_for_run
+
+        dataset = run_dataset(args.run, args.seed) if args.run else "ucf-crime"  # UR-DMU's UCF checkpoint
+        extracted = video_features_for_run(videos, args.i3d, detector.input_dim, dataset,
+                                           out_dir / "features", args.backbone, args.recipe, args.snippets,
+                                           args.device)
     annotations = None
     if args.annotations:
         from gsmoe_lib.data.lists import read_annotations
 
         annotations = read_annotations(args.annotations)
     for f, out in zip(files, outs):
-        x = to_crops_first(load_features(f), detector.input_dim, args.layout, str(f))
+        if f in extracted:
+            x = extracted[f]["features"]  # [C, T, D]
+        else:
+            x = to_crops_first(load_features(f), detector.input_dim, args.layout, str(f))
         bad = first_non_finite(x)
         if bad is not None:
             raise ValueError(f"{f}: NaN or Inf at snippet {bad[1]} (crop {bad[0]}, frames {bad[1] * FRAMES_PER_SNIPPET}"
@@ -307,7 +397,20 @@ def run(args: argparse.Namespace) -> int:
         top = result.strongest_expert[int(result.scores.argmax())]
         summary = {"file": str(f), "csv": str(out), "snippets": int(result.scores.size),
                    "max_score": round(float(result.scores.max()), 4), "strongest_expert_at_max": str(top)}
-        if args.plot:
+        if f in extracted:
+            summary.update(features=str(out_dir / "features"), backbone=extracted[f]["backbone"],
+                           recipe=extracted[f]["recipe"])
+        if args.plot and f in extracted:
+            import matplotlib.pyplot as plt
+
+            from gsmoe_lib import figures
+            from gsmoe_lib.extract.picture import plot_scores_with_thumbnails
+
+            fig = plot_scores_with_thumbnails(result.scores, f, extracted[f]["fps"],
+                                              extracted[f]["record"]["frames_decoded"], title=f.name)
+            summary["plot"] = str(figures.save_figure(fig, out.with_name(f"{f.stem}_scores"), formats=("png",))[0])
+            plt.close(fig)
+        elif args.plot:
             import matplotlib.pyplot as plt
 
             from gsmoe_lib import figures

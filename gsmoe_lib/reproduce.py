@@ -76,6 +76,7 @@ NOTEBOOKS: tuple[str, ...] = (
     "41_kernel_heatmaps",
     "50_tgs_tuner",
     "51_alarm_threshold",
+    "60_your_video",
 )
 
 COMMON_PARAMETERS = ("run_dir", "data_root", "dataset", "profile", "seeds", "device")

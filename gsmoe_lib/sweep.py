@@ -387,20 +387,26 @@ def _with_data_root(spec: SweepSpec) -> SweepSpec:
     return spec
 
 
+def dask_client(address: str | None, workers: int) -> list[Any]:
+    """[client, (cluster)]: a client of the scheduler at `address`, else of a new local cluster of `workers`
+    one-thread worker processes. The caller closes every item (client first) when done."""
+    from distributed import Client, LocalCluster
+
+    if address:
+        return [Client(address)]
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+    return [Client(cluster), cluster]
+
+
 def _run_dask(todo: list[Cell], out: Path, arguments: dict[str, dict[str, Any]], tables: Sequence[str],
               runner: CellRunner, finish: Callable[[dict[str, Any]], None], client: Any, address: str | None,
               workers: int) -> None:
-    from distributed import Client, LocalCluster, as_completed
+    from distributed import as_completed
 
     owned = []  # what this call started and must close
     if client is None:
-        if address:
-            client = Client(address)
-        else:
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
-            owned.append(cluster)
-            client = Client(cluster)
-        owned.insert(0, client)
+        owned = dask_client(address, workers)
+        client = owned[0]
     try:
         futures = {client.submit(run_cell, c, str(out / c.id), arguments[c.id], tables, runner,
                                  key=f"gsmoe-cell-{c.id}-{time.time_ns()}", pure=False): c for c in todo}

@@ -11,6 +11,7 @@
     moe-options       the MoE options (pseudo-label sources, extensions) over seeds
     encoder-schedule  test metrics along training of the quick encoder or the Sultani MIL stage
     paper-pipeline    the four stages at paper-scale training settings, end to end, timed
+    extract           `gsmoe extract`: snippets/s of decoding, the model and both; peak memory on a long video
 
 Nothing is imported here: `gsmoe bench precision` imports only what precision needs (cli's lazy import).
 Results, shell scripts for the lent GPU machines and the write-ups stay in benchmarks/.

@@ -16,6 +16,10 @@ never held in memory), and reports every problem as one line naming the file or 
 On a dataset without problems it then prints the untrained L2-norm score (`data.magnitude`: the test AUC of
 scoring every snippet by the norm of its crop-averaged feature; near 50 on real I3D features), unless
 `--no-magnitude`.
+
+A folder written by `gsmoe extract` (it holds extract.json and extract.list, and no list of a dataset) is
+checked as what it is, features of videos without labels (`check_extracted`): every file extract.list names
+is read as above (shape, dtype, T, NaN / Inf, one D), and T must be the one extract.json records.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from tqdm.auto import tqdm
 
 from gsmoe_lib.data import ground_truth
 from gsmoe_lib.data.layouts import (
+    KNOWN_NAMES,
     FileIndex,
     ListChoice,
     detect_dataset_name,
@@ -38,7 +43,7 @@ from gsmoe_lib.data.layouts import (
     resolve_files,
     resolve_lists,
 )
-from gsmoe_lib.data.lists import DATASETS, VideoEntry, read_annotations, read_list
+from gsmoe_lib.data.lists import DATASETS, VideoEntry, parse_feature_name, read_annotations, read_list
 
 CHUNK_BYTES = 64 * 2**20  # NaN / Inf scan reads at most this much of a file at a time
 
@@ -209,6 +214,57 @@ def check_dataset(
     return CheckReport(dataset, root, splits, lists["annotations"], feature_dim, problems)
 
 
+EXTRACT_MANIFEST, EXTRACT_LIST = "extract.json", "extract.list"  # written by gsmoe_lib.extract.writing
+
+
+def is_extracted_folder(data_root: str | os.PathLike) -> bool:
+    """A `gsmoe extract` output folder: extract.json and extract.list, and no dataset list file."""
+    root = Path(data_root)
+    known = {n for kinds in KNOWN_NAMES.values() for names in kinds.values() for n in names}
+    return ((root / EXTRACT_MANIFEST).is_file() and (root / EXTRACT_LIST).is_file()
+            and not any((root / n).is_file() for n in known))
+
+
+def check_extracted(data_root: str | os.PathLike) -> CheckReport:
+    """Check a `gsmoe extract` folder: the files of extract.list, and each video's T against extract.json."""
+    import json
+
+    root = Path(data_root)
+    listed = root / EXTRACT_LIST
+    try:
+        records = json.loads((root / EXTRACT_MANIFEST).read_text())["videos"]
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{root / EXTRACT_MANIFEST}: not a gsmoe extract manifest ({err})") from None
+    names: dict[str, None] = {}
+    for number, line in enumerate(listed.read_text().splitlines(), start=1):
+        if line.strip():
+            parsed = parse_feature_name(line.strip())
+            if parsed is None:
+                raise ValueError(f"{listed}:{number}: cannot read a video from {line.strip()!r}")
+            names[parsed[0]] = None
+    problems: list[str] = []
+    res = resolve_files([VideoEntry(n, 0, ()) for n in names], FileIndex.build(root), listed)
+    problems.extend(res.problems)
+    summary = SplitSummary(ListChoice(listed, "data root"), len(res.videos), {"unlabelled": len(res.videos)},
+                           0, res.n_crops, res.layout)
+    dims: dict[Path, int] = {}
+    for v in res.videos:
+        if not v.files:
+            continue
+        n = _check_video(v, res.layout, res.n_crops, dims, problems)
+        if n is not None:
+            summary.snippets += n
+            want = (records.get(v.name) or {}).get("snippets")
+            if want != n:
+                problems.append(f"video {v.name}: T = {n} in its files, {want} in {root / EXTRACT_MANIFEST}")
+    feature_dim = Counter(dims.values()).most_common(1)[0][0] if dims else None
+    for path, d in dims.items():
+        if d != feature_dim:
+            problems.append(f"{path}: feature dimension D={d}, most files have D={feature_dim}")
+    none = ListChoice(root / EXTRACT_MANIFEST, "none: extracted videos have no labels")
+    return CheckReport("extracted videos", root, {"extracted": summary}, none, feature_dim, problems)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", required=True, metavar="DIR",
                         help="folder holding the feature files (searched recursively)")
@@ -226,6 +282,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # A missing data root or list file raises: cli.main reports it in one line (exit 2).
+    given = (args.dataset, args.train_list, args.test_list, args.annotations)
+    if not any(given) and is_extracted_folder(args.data_root):
+        report = check_extracted(args.data_root)
+        print(report.summary())
+        for problem in report.problems:
+            print(f"PROBLEM: {problem}")
+        return 0 if report.ok else 1
     dataset = args.dataset or detect_dataset_name(args.data_root) or "ucf-crime"
     report = check_dataset(args.data_root, dataset, args.train_list, args.test_list, args.annotations, progress=True)
     print(report.summary())

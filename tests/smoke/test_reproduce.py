@@ -183,3 +183,15 @@ def test_a_failing_notebook_stops_the_run_naming_notebook_and_cell(tmp_path, dat
                   notebook_dir=tmp_path / "notebooks", notebooks=["10", "11"])
     assert not (tmp_path / "run" / "notebooks" / "10_task_encoder.done").exists()
     assert (tmp_path / "run" / "notebooks" / "10_task_encoder.failed.ipynb").is_file()
+
+
+def test_your_video_notebook_extracts_and_scores_a_generated_clip(run):
+    """60_your_video on its defaults: a generated 64-frame clip, random weights, the centre recipe."""
+    if "60_your_video" not in PRESENT:
+        pytest.skip("notebook 60_your_video not present")
+    result = json.loads((run / "results" / "your_video.json").read_text())
+    assert result["meaningless"] is True and result["recipe"] == "centre"
+    assert result["snippets"] == 4 and 0.0 <= result["max_score"] <= 1.0  # ceil(64 / 16)
+    assert (run / "figures" / "your_video.png").is_file()
+    assert json.loads((run / "your_video" / "features" / "extract.json").read_text())["videos"]["generated_clip"][
+        "frames_decoded"] == 64

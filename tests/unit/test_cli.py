@@ -32,6 +32,8 @@ def _required(words):
         ("bench", "encoder-schedule"): ["data"],
         ("bench", "paper-pipeline"): ["--small"],
         ("sweep",): ["spec.yaml"],
+        ("extract",): ["v.mp4", "--weights", "w.pt", "--out", "x"],
+        ("bench", "extract"): [],
     }[tuple(words)]
 
 
