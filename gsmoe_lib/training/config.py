@@ -26,7 +26,7 @@ Decisions where the paper is silent (each is a field here; the measurements behi
   UR-DMU's practice of keeping the checkpoint with the best TEST AUC (UCF-Crime) / AP (XD-Violence): here
   no test label chooses anything. The held-out share shrinks the training set by that share.
   `selection="fixed"` (with `share=0.0`: exactly the earlier behaviour) trains every stage its
-  `iterations`. docs/decisions-validation.md.
+  `iterations`. docs/decisions.md ("Weakly-supervised validation").
 
 One resolver builds a config from what a user gives: `config_for` (the notebooks' parameters and
 `gsmoe train`'s options both go through it). The default data folder of a profile and dataset is

@@ -13,7 +13,7 @@ driven by `loop.fit` through a `Validation`. With `selection="fixed"` the stage 
 and the curve is only recorded (the earlier behaviour, and the way to draw train / validation curves).
 
 This departs from UR-DMU's practice, which keeps the checkpoint with the best TEST AUC (UCF-Crime) or AP
-(XD-Violence): a number chosen on the test labels is not a test result. docs/decisions-validation.md.
+(XD-Violence): a number chosen on the test labels is not a test result. docs/decisions.md ("Weakly-supervised validation").
 """
 
 from __future__ import annotations
