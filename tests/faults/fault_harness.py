@@ -33,10 +33,10 @@ KILLS: list[str] = []  # where each kill of the session landed (printed by conft
 CASES: list[str] = []  # one line per disk-full / two-writer / bad-record case (printed by conftest)
 
 
-def kill_table() -> dict[str, int]:
-    """Where the kills landed, grouped: "step: inside a tgs step" -> count."""
+def kill_table(kills: list[str] | None = None) -> dict[str, int]:
+    """Where the kills landed (default: this process's `KILLS`), grouped: "step: inside a tgs step" -> count."""
     table: dict[str, int] = {}
-    for line in KILLS:
+    for line in KILLS if kills is None else kills:
         key = line.split(" (")[0].split(", step")[0]
         if key.startswith("write:"):
             key = "write: during the write of " + ("a partial checkpoint" if "partial" in key else
@@ -62,6 +62,17 @@ FAULT_DATA = dict(profile="tiny", seed=0, feature_dim=32, n_train_abnormal=13, n
                   n_test_normal=3, min_snippets=12, max_snippets=24)
 
 
+def write_summary(terminalreporter: Any, kills: list[str], cases: list[str]) -> None:
+    """The end-of-session lines: how many kills were survived, where they landed, one line per other case."""
+    if kills:
+        terminalreporter.write_sep("-", f"fault suite: {len(kills)} kills survived (SIGKILL), each rerun "
+                                        "equal to the uninterrupted run")
+        for where, count in sorted(kill_table(kills).items()):
+            terminalreporter.write_line(f"  {count:3d}  {where}")
+    for line in cases:
+        terminalreporter.write_line(f"  {line}")
+
+
 class Kill(NamedTuple):
     event: str  # "step" | "write" | "stage"
     n: int  # the n-th event of that kind in the child
@@ -71,7 +82,9 @@ def context() -> Any:
     global _CONTEXT
     if _CONTEXT is None:
         _CONTEXT = mp.get_context("forkserver")
-        _CONTEXT.set_forkserver_preload(["torch", "gsmoe_lib.cli", "gsmoe_lib.training.command",
+        # torch._dynamo: the first optimiser of a process imports it (torch's optimisers are wrapped in
+        # torch._disable_dynamo), 1.4 s per child if the server has not (an import only, no computation)
+        _CONTEXT.set_forkserver_preload(["torch", "torch._dynamo", "gsmoe_lib.cli", "gsmoe_lib.training.command",
                                          "gsmoe_lib.training.pipeline", "fault_child"])
     return _CONTEXT
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from pathlib import Path
 
@@ -37,18 +38,27 @@ def _stage_files(seed_dir: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def stages_before(tiny_run):
-    return _stage_files(tiny_run / "seed-0")
+def finished_run(tiny_run, tmp_path_factory):
+    # A copy of the session's finished tiny run (tests/conftest.py), which other tests (other xdist workers)
+    # read while this module writes its notebooks, results and ablation stages into the run folder.
+    run = tmp_path_factory.mktemp("smoke") / "run"
+    shutil.copytree(tiny_run / "seed-0", run / "seed-0", ignore=shutil.ignore_patterns("*.partial.pt"))
+    return run
 
 
 @pytest.fixture(scope="module")
-def run(tiny_run, tiny_data, stages_before):
-    # The session's finished tiny run (tests/conftest.py): the notebooks find its stages done (same config)
-    # and load them, so the smoke run pays only for the analysis and the ablation variants. The notebooks
-    # run with notebooks/ as working directory, as in JupyterLab (reproduce.reproduce).
-    reproduce(out=tiny_run, data_root=tiny_data, profile="tiny", progress=False, timeout=300,
+def stages_before(finished_run):
+    return _stage_files(finished_run / "seed-0")
+
+
+@pytest.fixture(scope="module")
+def run(finished_run, tiny_data, stages_before):
+    # The notebooks find the copied run's stages done (same config) and load them, so the smoke run pays only
+    # for the analysis and the ablation variants. The notebooks run with notebooks/ as working directory, as
+    # in JupyterLab (reproduce.reproduce).
+    reproduce(out=finished_run, data_root=tiny_data, profile="tiny", progress=False, timeout=300,
               params={"cluster_counts": [3]})
-    return tiny_run
+    return finished_run
 
 
 def _fraction(x) -> bool:
