@@ -8,16 +8,18 @@ stages finished (same config) and loads them instead of training. Tests must not
 copy what they need to change.
 
 Parallel runs. `make test` runs the suite in pytest-xdist workers (pyproject.toml's addopts: `-n auto
---dist loadgroup`, at most `MAX_WORKERS`); `-n 0` runs it in one process as before. Decisions:
+--dist loadfile --no-loadscope-reorder`, at most `MAX_WORKERS`); `-n 0` runs it in one process as before.
+Decisions:
 - **One torch thread per worker.** Two workers with two threads each on a 2-core machine only contend; every
   process a test starts (kernels, `gsmoe` commands) inherits OMP_NUM_THREADS=1 too, so the numbers a test
   compares between its own process and a child are computed alike.
 - **Session fixtures are built once per run, not once per worker** (`shared_folder`): the first worker that
   needs one builds it under the run's common temporary folder while holding a file lock; the others wait for
   it and reuse it. Such a folder is read-only for the tests, as above.
-- **A module with a module-scoped fixture runs in one worker** (an `xdist_group` per module, added at
-  collection): its fixture (a trained run, a built wheel) is then built once. loadgroup hands out these groups
-  first, the largest first, and the other tests one by one after them, which evens out the workers' ends.
+- **A test file runs in one worker** (loadfile): its module-scoped fixtures (a trained run, a built wheel)
+  are built once. (loadgroup with a mark per such file would split the rest finer, but pytest-xdist 3.8
+  does not group by xdist_group under pytest 9: it renames `item._nodeid`, which pytest 9 no longer reads.)
+  xdist hands out the files in the order of `pytest_collection_modifyitems` below: the long ones first.
 """
 
 from __future__ import annotations
@@ -52,15 +54,25 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     return max(1, min(MAX_WORKERS, len(os.sched_getaffinity(0))))
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the xdist_group marks
+# The order in which xdist hands out the test files: the longest runs first, the many short unit tests last,
+# where they fill whichever worker ends first.
+FOLDER_ORDER = ("smoke", "browser", "faults", "integration", "unit")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if XDIST_WORKER is None:
-        return
+        return  # one process: collection order, as before
+
+    def rank(item: pytest.Item) -> tuple[int, int]:
+        parts = item.nodeid.split("/")
+        folder = FOLDER_ORDER.index(parts[1]) if len(parts) > 2 and parts[1] in FOLDER_ORDER else len(FOLDER_ORDER)
+        slow_file = any(i.get_closest_marker("slow") for i in by_file[item.nodeid.split("::")[0]])
+        return folder, 0 if slow_file else 1
+
+    by_file: dict[str, list[pytest.Item]] = {}
     for item in items:
-        info = getattr(item, "_fixtureinfo", None)
-        defs = info.name2fixturedefs.values() if info is not None else ()
-        if any(d.scope == "module" for chain in defs for d in chain):
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+        by_file.setdefault(item.nodeid.split("::")[0], []).append(item)
+    items.sort(key=rank)  # stable: the tests of a file keep their order
 
 
 @pytest.fixture(scope="session")

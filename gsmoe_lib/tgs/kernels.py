@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.signal import find_peaks, peak_widths
 
 from gsmoe_lib.tgs.config import TGSConfig
 
@@ -80,6 +79,10 @@ def detect_peaks(scores: np.ndarray, cfg: TGSConfig) -> Peaks:
 
 def _detect(s: np.ndarray, cfg: TGSConfig) -> Peaks:
     """detect_peaks on the detection curve itself (heights in its units)."""
+    # Imported here, not at the top: scipy.signal costs ~0.6 s to import, and every `gsmoe` command and
+    # notebook kernel imports this module, most of them without ever detecting a peak.
+    from scipy.signal import find_peaks, peak_widths
+
     if s.size < 1:
         return _empty_peaks()
     # Padding with the minimum lets an edge snippet be a peak without creating one on a flat curve.

@@ -46,6 +46,7 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
 
 
+@pytest.mark.slow
 def test_extract_writes_features_manifest_and_a_folder_data_check_accepts(inputs):
     out = inputs["root"] / "features"
     res = _gsmoe("extract", inputs["small"], inputs["large"], "--weights", inputs["weights"], "--recipe", "centre",

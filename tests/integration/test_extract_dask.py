@@ -15,6 +15,8 @@ import torch
 from gsmoe_lib.extract.weights import random_weights
 from videos import write_video
 
+pytestmark = pytest.mark.slow
+
 pytest.importorskip("av")
 pytest.importorskip("distributed")
 GSMOE = Path(sys.executable).with_name("gsmoe")

@@ -12,6 +12,8 @@ from gsmoe_lib.training.config import config_for, make_config
 from gsmoe_lib.training.stages import REFERENCE_STAGES, STAGES
 from gsmoe_lib.data.synthetic import synthesize
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def measured(tmp_path_factory):

@@ -15,6 +15,8 @@ from gsmoe_lib.bench import robustness_report as report
 from gsmoe_lib.reporting import METRIC_NAMES
 from gsmoe_lib.training.stages import REFERENCE_STAGES, STAGES
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory):

@@ -197,6 +197,7 @@ def test_dask_sweep_on_two_workers(tmp_path: Path, dask_client) -> None:
 # ---------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_real_pipeline_cell_on_dask(tmp_path: Path, tiny_data: Path, dask_client) -> None:
     """Notebook 10 (the task encoder, tiny profile) as one cell on a Dask worker; a rerun skips it."""
     spec = parse_spec({"profile": "tiny", "data_root": str(tiny_data), "seeds": [0], "notebooks": ["10"],

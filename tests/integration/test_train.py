@@ -11,6 +11,8 @@ from gsmoe_lib.data.synthetic import synthesize
 from gsmoe_lib.training import config, pipeline, stages
 from gsmoe_lib.training.data import load_data
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def tiny_cfg_data(tmp_path_factory):

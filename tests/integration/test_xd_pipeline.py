@@ -10,6 +10,8 @@ from gsmoe_lib.inference import GSMoE
 from gsmoe_lib.training import config, pipeline
 from gsmoe_lib.training.data import load_data
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def xd_run(tmp_path_factory):
