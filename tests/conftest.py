@@ -55,8 +55,9 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
 
 
 # The order in which xdist hands out the test files: the longest runs first, the many short unit tests last,
-# where they fill whichever worker ends first.
-FOLDER_ORDER = ("smoke", "browser", "faults", "integration", "unit")
+# where they fill whichever worker ends first. The fault suite second: it does not wait for the tiny run,
+# which the smoke file's worker is training then.
+FOLDER_ORDER = ("smoke", "faults", "browser", "integration", "unit")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
