@@ -1,5 +1,6 @@
 # The front door. `make reproduce` and `make test` are the two commands of the README.
-# Both create .venv with python3 if it is missing and install the project with pinned dependencies.
+# Both create .venv with python3 if it is missing and install the project with pinned dependencies (again when
+# pyproject.toml, requirements.lock or the version in gsmoe_lib/__init__.py changed).
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -8,7 +9,7 @@ ARGS   ?=
 
 .PHONY: setup reproduce test lab bench clean-runs
 
-$(STAMP): pyproject.toml requirements.lock
+$(STAMP): pyproject.toml requirements.lock gsmoe_lib/__init__.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev,distributed]'
 	# Register this environment as the `python3` kernel that papermill and JupyterLab use.

@@ -47,6 +47,8 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
      "the MoE options (pseudo-label sources, extensions) over seeds"),
     (("bench", "encoder-schedule"), "gsmoe_lib.bench.encoder_schedule",
      "test metrics along training of the encoder or the Sultani MIL stage"),
+    (("bench", "context"), "gsmoe_lib.bench.context",
+     "a finished run's encoder scored with its temporal context cut to windows: what the context costs"),
     (("bench", "paper-pipeline"), "gsmoe_lib.bench.paper_pipeline",
      "the four stages at paper-scale training settings, end to end, timed"),
     (("bench", "extract"), "gsmoe_lib.bench.extract",

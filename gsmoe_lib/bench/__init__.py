@@ -10,6 +10,7 @@
     scoring-options   crops "each" / "mean" x fp32 / bf16 on a finished run's test metrics and time
     moe-options       the MoE options (pseudo-label sources, extensions) over seeds
     encoder-schedule  test metrics along training of the quick encoder or the Sultani MIL stage
+    context           a finished run's encoder scored with its context cut to windows of w snippets
     paper-pipeline    the four stages at paper-scale training settings, end to end, timed
     extract           `gsmoe extract`: snippets/s of decoding, the model and both; peak memory on a long video
 

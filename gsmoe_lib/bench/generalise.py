@@ -20,7 +20,7 @@ Worlds (`WORLDS`; each has one dataset, seed 0, synthesised once under WORK/data
 | drift-xd | the drift world, reporting only | XD-Violence |
 
 Each (world, training seed) cell trains the reference stages (`training.stages.REFERENCE_STAGES` that are
-not pipeline stages: today the Sultani MIL detector) and every stage of `training.stages.STAGES` with the
+not pipeline stages: Sultani's MIL detector and the top-k MIL MLP) and every stage of `training.stages.STAGES` with the
 profile's settings (`bench.precision.measure_one`, fp32), and records each stage's test metrics, whether it
 collapsed (`bench.robustness_report.stage_record`) and, for the experts, the own-expert advantage
 (`diagnostics.own_expert_advantage`: the own expert's class AUC minus the other experts' mean, in points).

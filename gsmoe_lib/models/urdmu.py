@@ -325,10 +325,16 @@ class URDMU(SavesArgs, nn.Module):
         dropout: float = 0.5,
         memory_slots: int = 60,
         head_hidden: int = 128,
+        context_window: int = 0,
     ) -> None:
         super().__init__()
+        if context_window < 0:
+            raise ValueError(f"context_window must be >= 0 (0: the whole sequence, UR-DMU), got {context_window}")
         self.model_args = dict(input_dim=input_dim, dim=dim, depth=depth, heads=heads, dim_head=dim_head,
                                mlp_dim=mlp_dim, dropout=dropout, memory_slots=memory_slots, head_hidden=head_hidden)
+        if context_window:  # recorded only when set, so UR-DMU's checkpoints keep their exact model_args
+            self.model_args["context_window"] = context_window
+        self.context_window = context_window
         self.input_dim = input_dim
         self.dim = dim
         self.feature_dim = 2 * dim  # F: h = cat[x, aug]
@@ -340,9 +346,30 @@ class URDMU(SavesArgs, nn.Module):
         self.encoder_var = nn.Sequential(nn.Linear(dim, dim))
         self.cls_head = ScoreHead(self.feature_dim, head_hidden)
 
+    def temporal(self, rows: Tensor) -> Tensor:
+        """The temporal part, embedding then GL-MHSA: rows [N, T, D] -> [N, T, dim].
+
+        UR-DMU (`context_window` 0) runs it over the whole sequence. The extension `context_window` = w > 0 runs it
+        over independent windows of w consecutive steps (snippets at test time, pooled segments in training), so
+        a snippet's features see at most w - 1 neighbours and nothing else of its video; the memories, the head
+        and the top-k selections still read the whole sequence. Why: trained with MIL on whole videos, the
+        global attention learns a video-level cue that raises every snippet of an abnormal video, which ranks
+        videos but spreads or even inverts the localisation inside them (docs/studies/recipe.md, "Context").
+        """
+        w = self.context_window
+        N, T, D = rows.shape
+        if not w or T <= w:
+            return self.selfatt(self.embedding(rows))
+        full = (T // w) * w
+        # [N, T//w, w, D] -> [N * T//w, w, D]: every full window is a row of one batched pass
+        out = self.selfatt(self.embedding(rows[:, :full].reshape(-1, w, D))).reshape(N, full, -1)
+        if full < T:  # the last, shorter window on its own
+            out = torch.cat([out, self.selfatt(self.embedding(rows[:, full:]))], dim=1)
+        return out  # [N, T, dim]
+
     def _evaluate_rows(self, rows: Tensor) -> tuple[Tensor, Tensor]:
         """Evaluation of single crops: rows [N, T, D] -> (scores [N, T], task-aware features h [N, T, F])."""
-        x = self.selfatt(self.embedding(rows))  # [N, T, dim]
+        x = self.temporal(rows)  # [N, T, dim]
         a_slots, _ = self.Amemory.attend(x)  # [N, T, slots]
         n_slots, _ = self.Nmemory.attend(x)
         # encoder_mu of both memories' augmentations, read through the memories (`read_through`)
@@ -371,7 +398,7 @@ class URDMU(SavesArgs, nn.Module):
                 scores, h = mean_over_crops_in_passes(lambda r, _: self._evaluate_rows(r), rows, C)
             return URDMUOutput(scores, h)  # [B, T], [B, T, F]
 
-        x = self.selfatt(self.embedding(x.reshape(B * C, T, D)))  # [N, T, dim], N = B * C
+        x = self.temporal(x.reshape(B * C, T, D))  # [N, T, dim], N = B * C
         a_slots, a_att = self.Amemory.attend(x)  # [N, T, slots], [N, T]
         n_slots, n_att = self.Nmemory.attend(x)
         # encoder_mu of each memory's augmentation [N, T, dim], read through the memory (`read_through`).

@@ -79,6 +79,9 @@ class EncoderConfig:
     triplet_weight: float = 0.1
     kl_weight: float = 0.001
     distance_weight: float = 0.0001
+    # Extension (not in UR-DMU or the paper): run the embedding and GL-MHSA over independent windows of this
+    # many steps instead of the whole sequence (`URDMU.temporal`). 0 = UR-DMU (the default).
+    context_window: int = 0
 
 
 @dataclass
@@ -355,6 +358,8 @@ def stage_config(cfg: PipelineConfig, stage: str, upstream: str | None) -> dict[
     """
     settings = asdict(getattr(cfg, stage))
     settings["validation"] = asdict(cfg.validation)  # the held-out share changes the training set
+    if stage == "encoder" and not settings.get("context_window"):  # the extension off: the identity of before
+        settings.pop("context_window", None)
     if settings.get("init_checkpoint"):  # a path: absolute, like the data's (runs.py: equal runs hash equal)
         settings["init_checkpoint"] = str(Path(settings["init_checkpoint"]).resolve())
     data = data_identity(cfg.data)

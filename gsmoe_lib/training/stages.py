@@ -194,6 +194,9 @@ def train_encoder(cfg: PipelineConfig, data: Data, run_dir: str | Path, progress
     def build() -> Training:
         input_dim = train.features.shape[-1]
         model = load_released(ec.init_checkpoint) if ec.init_checkpoint else URDMU(input_dim=input_dim)
+        model.context_window = ec.context_window  # an extension; 0 (the default) is UR-DMU
+        if ec.context_window:
+            model.model_args["context_window"] = ec.context_window
         model.to(cfg.device).train()
         optimizer = torch.optim.Adam(model.parameters(), lr=ec.lr, weight_decay=ec.weight_decay)
         k = k_for_length(train.features.shape[-2])
