@@ -34,6 +34,7 @@ def _required(words):
         ("sweep",): ["spec.yaml"],
         ("extract",): ["v.mp4", "--weights", "w.pt", "--out", "x"],
         ("bench", "extract"): [],
+        ("bench", "context"): [],
     }[tuple(words)]
 
 
