@@ -78,7 +78,8 @@ def measure(run: str, seed: int = 0, stage: str = "encoder", windows: tuple[int,
     abnormal_labels = {v.name: frame_labels[v.name] for v in test.videos if v.label == 1}
     trained_window = model.context_window
     model.to(device)
-    record: dict[str, Any] = {"run": str(resolve_run(run, seed)), "stage": stage, "trained_context_window": trained_window,
+    record: dict[str, Any] = {"run": str(resolve_run(run, seed)), "stage": stage,
+                              "trained_context_window": trained_window,
                               "environment": runs.environment_record(seed, device), "results": []}
     for w in windows:
         if w < 0:
@@ -96,8 +97,9 @@ def measure(run: str, seed: int = 0, stage: str = "encoder", windows: tuple[int,
                "ap": 100 * float(metrics["ap"]),
                "within": 100 * within_video_auc({n: video_scores[n] for n in abnormal_labels}, abnormal_labels)}
         record["results"].append(row)
-        print(f"{stage} window {'whole video' if w == 0 else f'{w} snippets':>13}: AUC {row['auc']:6.2f}  "
-              f"AUC_A {row['auc_abnormal']:6.2f}  AP {row['ap']:6.2f}  within-video AUC {row['within']:6.2f}", flush=True)
+        where = "whole video" if w == 0 else f"{w} snippets"
+        print(f"{stage} window {where:>13}: AUC {row['auc']:6.2f}  AUC_A {row['auc_abnormal']:6.2f}  "
+              f"AP {row['ap']:6.2f}  within-video AUC {row['within']:6.2f}", flush=True)
     model.context_window = trained_window
     return record
 

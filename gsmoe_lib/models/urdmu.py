@@ -354,7 +354,8 @@ class URDMU(SavesArgs, nn.Module):
         a snippet's features see at most w - 1 neighbours and nothing else of its video; the memories, the head
         and the top-k selections still read the whole sequence. Why: trained with MIL on whole videos, the
         global attention learns a video-level cue that raises every snippet of an abnormal video, which ranks
-        videos but spreads or even inverts the localisation inside them (docs/studies/recipe.md, "Context").
+        videos but spreads or even inverts the localisation inside them (docs/studies/recipe.md §5; `gsmoe bench
+        context` measures it).
         """
         w = self.context_window
         N, T, D = rows.shape
