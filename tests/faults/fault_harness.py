@@ -118,10 +118,12 @@ def run_child(args: list[str], kill: Kill | None = None, log: Path | None = None
             proc.kill()
             raise TimeoutError(f"gsmoe {' '.join(args)} did not finish in {timeout} s")
         os.kill(proc.pid, signal.SIGKILL)
-        if landings is not None:
+        proc.join()
+        # The child may have finished on its own between the join's timeout and the kill (its exit code is then
+        # 0, not -9): only a kill that landed is a landing.
+        if landings is not None and proc.exitcode == -signal.SIGKILL:
             with open(landings, "a") as fh:
                 fh.write(f"time: killed after {kill_after:.2f} s\n")
-        proc.join()
     return proc.exitcode
 
 
