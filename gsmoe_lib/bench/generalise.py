@@ -9,8 +9,9 @@ feature norm alone separates anomalies rewards a magnitude bias, not a detector.
 
     gsmoe bench generalise                                   # default, drift, xd x 3 seeds, quick profile
     gsmoe bench generalise --worlds drift --seeds 1 --profile tiny --out /tmp/g
+    gsmoe bench generalise --worlds variants                 # the default generator's variants x 3 seeds
 
-Worlds (`WORLDS`; each has one dataset, seed 0, synthesised once under WORK/data/<data profile>/<world>):
+Worlds (`WORLDS`; each has one dataset with its own data seed, synthesised once under WORK/data/<data profile>/<world>):
 
 | world | generator | shape |
 |---|---|---|
@@ -18,6 +19,9 @@ Worlds (`WORLDS`; each has one dataset, seed 0, synthesised once under WORK/data
 | drift | the drift world (drift.py), reporting only | UCF-Crime |
 | xd | the default world | XD-Violence (5 crops, 6 classes, multi-label) |
 | drift-xd | the drift world, reporting only | XD-Violence |
+| ucf-reseed, ucf-half-saliency, ucf-distractors-2x, ucf-10-crops, ucf-lengths | the default generator's variants (`bench.robustness.VARIANTS`, each with its own data seed): the place where defaults are chosen | UCF-Crime |
+
+`--worlds variants` runs every generator variant, `--worlds all` every world.
 
 Each (world, training seed) cell trains the reference stages (`training.stages.REFERENCE_STAGES` that are
 not pipeline stages: Sultani's MIL detector and the top-k MIL MLP) and every stage of `training.stages.STAGES` with the
@@ -60,6 +64,22 @@ class World:
     world: str = "default"        # data.synthetic.WORLDS
     dataset: str = "ucf-crime"
     data_seed: int = 0
+    variant: str | None = None    # a generator variant of bench.robustness.VARIANTS (its SynthConfig changes)
+
+    def synth_overrides(self, data_profile: str) -> dict[str, Any]:
+        """The SynthConfig changes of this world's generator variant ({} for a world that is not one)."""
+        from gsmoe_lib.bench.robustness import VARIANTS
+
+        return VARIANTS[self.variant].synth_overrides(data_profile) if self.variant else {}
+
+
+def _variant_worlds() -> tuple[World, ...]:
+    """The default generator's variants (bench.robustness.VARIANTS, less the two defaults, which are the
+    worlds "default" and "xd"): the place where defaults are chosen, measured here with the references."""
+    from gsmoe_lib.bench.robustness import VARIANTS
+
+    return tuple(World(v.name, f"generator variant: {v.description}", dataset=v.dataset, data_seed=v.data_seed,
+                       variant=v.name) for v in VARIANTS.values() if not v.default)
 
 
 WORLDS: dict[str, World] = {w.name: w for w in (
@@ -67,8 +87,11 @@ WORLDS: dict[str, World] = {w.name: w for w in (
     World("drift", "the drift world (reporting only), UCF-shaped", world="drift"),
     World("xd", "the default generator, XD-shaped (5 crops, multi-label)", dataset="xd-violence"),
     World("drift-xd", "the drift world (reporting only), XD-shaped", world="drift", dataset="xd-violence"),
+    *_variant_worlds(),
 )}
 DEFAULT_WORLDS = ("default", "drift", "xd")
+# --worlds shorthands: "variants" stands for every generator variant, "all" for every world.
+WORLD_GROUPS = {"variants": tuple(w.name for w in WORLDS.values() if w.variant), "all": tuple(WORLDS)}
 
 
 def git_commit() -> str:
@@ -91,7 +114,8 @@ def world_data(world: World, work: Path, profile: str) -> Path:
     from gsmoe_lib.data.synthetic import synthesize
 
     return synthesize(Path(work) / "data" / DATA_PROFILE[profile] / world.name, profile=DATA_PROFILE[profile],
-                      seed=world.data_seed, dataset=world.dataset, world=world.world, force=True)
+                      seed=world.data_seed, dataset=world.dataset, world=world.world, force=True,
+                      **world.synth_overrides(DATA_PROFILE[profile]))
 
 
 def cell_key(cfg: Any, data_root: Path, stages: tuple[str, ...]) -> str:
@@ -223,10 +247,12 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def _worlds_from(arg: str | None) -> list[World]:
-    names = [n for n in (arg or "").split(",") if n] or list(DEFAULT_WORLDS)
+    asked = [n for n in (arg or "").split(",") if n] or list(DEFAULT_WORLDS)
+    names = list(dict.fromkeys(m for n in asked for m in WORLD_GROUPS.get(n, (n,))))  # groups expanded, in order
     unknown = [n for n in names if n not in WORLDS]
     if unknown:
-        raise ValueError(f"unknown world(s) {', '.join(unknown)}; known: {', '.join(WORLDS)}")
+        raise ValueError(f"unknown world(s) {', '.join(unknown)}; known: {', '.join(WORLDS)} "
+                         f"(or {', '.join(WORLD_GROUPS)})")
     return [WORLDS[n] for n in names]
 
 
@@ -277,6 +303,7 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
         for world in worlds:
             data_root = world_data(world, work, args.profile)
             info[world.name] = {**asdict(world), "data_root": str(data_root),
+                                "synth_overrides": world.synth_overrides(DATA_PROFILE[args.profile]),
                                 "l2_norm": magnitude_metrics(data_root, world.dataset)}
             key = cell_key(config_for(args.profile, str(data_root), world.dataset, 0, args.device), data_root, order)
             for seed in range(args.seeds):
@@ -299,7 +326,8 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--worlds", default=None,
-                        help=f"comma-separated subset of {','.join(WORLDS)} (default: {','.join(DEFAULT_WORLDS)})")
+                        help=f"comma-separated subset of {','.join(WORLDS)}, or 'variants' (every generator "
+                             f"variant) or 'all' (default: {','.join(DEFAULT_WORLDS)})")
     parser.add_argument("--seeds", type=int, default=3, help="training seeds 0..N-1 per world (default 3)")
     parser.add_argument("--profile", choices=tuple(DATA_PROFILE), default="quick")
     parser.add_argument("--device", default="cpu")
