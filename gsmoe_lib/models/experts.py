@@ -39,8 +39,12 @@ module only has to return the per-expert scores [B, T, E].
 `Experts.expert(i)` returns expert i as a standalone `SingleExpert` (ordinary nn.Linear / nn.LayerNorm,
 weights copied) to inspect one expert, and `forward(..., experts=[...])` runs a subset.
 
-Dimension letters: B videos, T snippets, N = B·T, F task-aware feature width, E experts, d d_model, h ffn_hidden,
-m mlp_hidden.
+Extension (not in the paper; `ExpertsConfig.inputs = "task+i3d"`, off by default): `input_dim` = D > 0 says
+that the experts read [task-aware features | input features] side by side, F = F_task + D; the first layer is
+then Linear(F_task + D, d_model) and nothing else changes. `GSMoEModel` builds that input.
+
+Dimension letters: B videos, T snippets, N = B·T, F task-aware feature width (with the extension: plus the
+input width D), E experts, d d_model, h ffn_hidden, m mlp_hidden.
 """
 
 from __future__ import annotations
@@ -111,6 +115,7 @@ class Experts(SavesArgs, nn.Module):
         ffn_hidden: int = 384,
         mlp_hidden: int = 96,
         dropout: float = 0.1,
+        input_dim: int = 0,
     ) -> None:
         super().__init__()
         if n_experts < 1:
@@ -119,6 +124,13 @@ class Experts(SavesArgs, nn.Module):
             raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
         self.model_args = dict(n_experts=n_experts, feature_dim=feature_dim, d_model=d_model, n_heads=n_heads,
                                ffn_hidden=ffn_hidden, mlp_hidden=mlp_hidden, dropout=dropout)
+        if input_dim < 0 or input_dim >= feature_dim:
+            raise ValueError(f"input_dim must be in [0, feature_dim={feature_dim}), got {input_dim}")
+        if input_dim:  # recorded only when set, so the paper's experts keep their exact model_args
+            self.model_args["input_dim"] = input_dim
+        # The extension ExpertsConfig.inputs="task+i3d": the last `input_dim` of the feature_dim columns are
+        # the snippet's input (I3D) features beside the task-aware ones; GSMoEModel concatenates them. 0: the paper.
+        self.input_dim = input_dim
         self.n_experts = n_experts
         self.feature_dim = feature_dim
         self.d_model = d_model

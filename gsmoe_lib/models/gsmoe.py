@@ -50,6 +50,18 @@ def combine_experts(expert_scores: Tensor, rule: str = "max") -> Tensor:
     raise ValueError(f"unknown expert combination rule {rule!r}; expected one of {EXPERT_COMBINE_RULES}")
 
 
+def expert_inputs(experts: Experts, features: Tensor, inputs: Tensor) -> Tensor:
+    """What the experts read: the task-aware features [.., T, F] (the paper), or, for experts built with
+    `input_dim` (the extension ExpertsConfig.inputs="task+i3d"), [features | inputs] -> [.., T, F + D]."""
+    width = getattr(experts, "input_dim", 0)  # a stand-in experts module (tests) reads the features only
+    if not width:
+        return features
+    if inputs.shape[-1] != width:
+        raise ValueError(f"these experts read input features of width {width} beside the task-aware "
+                         f"ones, got inputs of width {inputs.shape[-1]}")
+    return torch.cat([features, inputs.to(features.dtype)], dim=-1)
+
+
 class GSMoEModel(nn.Module):
     """encoder (URDMU) + experts (Experts, E stacked) + gate (Gate)."""
 
@@ -86,11 +98,14 @@ class GSMoEModel(nn.Module):
             return GSMoEOutput(*mean_over_crops_in_passes(rows_forward, x.reshape(B * C, T, D), C))
         if self.crops == "mean":
             enc = self.encoder(x, training_extras=False)  # averaged over crops: scores [B, T], features [B, T, F]
+            rows = x.mean(1)  # [B, T, D]: the input beside those features (ExpertsConfig.inputs, an extension)
             C = 1  # the experts and the gate see one (crop-averaged) sequence per video
         else:
-            enc = self.encoder(x.reshape(B * C, T, D), training_extras=False)  # [B·C, T], [B·C, T, F]
+            rows = x.reshape(B * C, T, D)
+            enc = self.encoder(rows, training_extras=False)  # [B·C, T], [B·C, T, F]
         # [B·C, T, E]; in evaluation a long pass runs a few experts at a time (blocks.MemoryLimits.expert_snippets)
-        expert_logits = self.experts.logits(enc.features, in_groups=not self.training)
+        expert_logits = self.experts.logits(expert_inputs(self.experts, enc.features, rows),
+                                            in_groups=not self.training)
         expert_scores = torch.sigmoid(expert_logits)
         if self.gate is not None:
             out = self.gate(expert_logits, enc.features, expert_mask=expert_mask, mask_fill=mask_fill)

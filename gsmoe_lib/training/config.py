@@ -126,6 +126,11 @@ class ExpertsConfig(TGSTrainingConfig):
     # What the validation rule maximises: "combined" (the experts combined by `expert_combine`: the held-out
     # videos' AUC) | "own" (an extension: the mean of each expert's own-class validation AUC)
     validation_score: str = "combined"
+    # What each expert reads: "task" (the paper: the task encoder's task-aware features [.., F]) | "task+i3d"
+    # (an extension: the task-aware features and the snippet's input features side by side [.., F + D], so an
+    # expert can find its class in directions the encoder's whole-video context washed out; the gate still
+    # reads the task-aware features only). docs/decisions.md.
+    inputs: str = "task"
 
 
 @dataclass
@@ -360,6 +365,8 @@ def stage_config(cfg: PipelineConfig, stage: str, upstream: str | None) -> dict[
     settings["validation"] = asdict(cfg.validation)  # the held-out share changes the training set
     if stage == "encoder" and not settings.get("context_window"):  # the extension off: the identity of before
         settings.pop("context_window", None)
+    if stage == "experts" and settings.get("inputs") == "task":  # the paper's inputs: the identity of before
+        settings.pop("inputs", None)
     if settings.get("init_checkpoint"):  # a path: absolute, like the data's (runs.py: equal runs hash equal)
         settings["init_checkpoint"] = str(Path(settings["init_checkpoint"]).resolve())
     data = data_identity(cfg.data)

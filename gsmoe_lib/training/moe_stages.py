@@ -25,7 +25,7 @@ from gsmoe_lib.data.batching import TrainSet
 from gsmoe_lib.device import autocast
 from gsmoe_lib.models.experts import Experts
 from gsmoe_lib.models.gate import Gate
-from gsmoe_lib.models.gsmoe import GSMoEModel, combine_experts
+from gsmoe_lib.models.gsmoe import GSMoEModel, combine_experts, expert_inputs
 from gsmoe_lib.models.urdmu import URDMU, k_for_length
 from gsmoe_lib.training.config import ExpertsConfig, PipelineConfig, stage_config
 from gsmoe_lib.training.data import Data
@@ -65,6 +65,17 @@ def flat_labels(train: TrainSet) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
         c = train.features.shape[1]
         labels, classes, videos = (t.repeat_interleave(c, dim=0) for t in (labels, classes, videos))
     return labels, classes, videos
+
+
+def train_inputs(train: TrainSet) -> torch.Tensor:
+    """The pooled training samples' input features in `encode_train_set`'s sample order: [N, S, D] (crops on an
+    axis folded into the sample axis). What experts with the extension ExpertsConfig.inputs="task+i3d" read
+    beside the task-aware features."""
+    x = train.features
+    return x.flatten(0, 1) if x.dim() == 4 else x
+
+
+EXPERT_INPUTS = ("task", "task+i3d")
 
 
 def lazy_train_cache(encoder: URDMU, data: Data, cfg: PipelineConfig, progress: bool = True) -> Callable[[], Any]:
@@ -162,12 +173,19 @@ def train_experts(cfg: PipelineConfig, data: Data, encoder: URDMU, run_dir: str 
 
     def build() -> Training:
         features, enc_scores = _resolve_cache(cache, encoder, data, cfg, progress)  # [N, S, F], [N, S]
+        if xc.inputs not in EXPERT_INPUTS:
+            raise ValueError(f"experts.inputs must be one of {EXPERT_INPUTS}, got {xc.inputs!r}")
         labels, class_index, video_index = flat_labels(data.train)
         val = hold_out(labels, class_index, video_index, data.train.classes, cfg.validation)
         pools, names = expert_membership(xc, data.train, features, cfg.seed)  # [N, E] bool, held-out included
         member = pools & val.train_mask[:, None]  # [N, E]: what trains each expert
         E = len(names)
-        experts = Experts(E, features.shape[-1], d_model=xc.d_model, dropout=xc.dropout).to(device).train()
+        raw_dim = data.train.features.shape[-1] if xc.inputs == "task+i3d" else 0
+        experts = Experts(E, features.shape[-1] + raw_dim, d_model=xc.d_model, dropout=xc.dropout,
+                          input_dim=raw_dim).to(device).train()
+        # What the experts read, [N, S, F] (the paper) or [N, S, F + D] (the extension); membership, the
+        # teacher and the gate keep the task-aware features.
+        x_in = expert_inputs(experts, features, train_inputs(data.train).to(features.device))
         optimizer = torch.optim.AdamW(experts.parameters(), lr=xc.lr, weight_decay=xc.weight_decay)
         k = k_for_length(features.shape[1])
         warmup = warmup_per_pool(xc, member.sum(0), "experts")  # [E]
@@ -183,7 +201,7 @@ def train_experts(cfg: PipelineConfig, data: Data, encoder: URDMU, run_dir: str 
         def own_scores(rows: torch.Tensor) -> torch.Tensor:  # [n] -> [n, S, E], eval mode
             experts.eval()
             with autocast(device, cfg.amp):
-                out = experts(features[rows.to(features.device)]).float()
+                out = experts(x_in[rows.to(features.device)]).float()
             experts.train()
             return out
 
@@ -191,7 +209,7 @@ def train_experts(cfg: PipelineConfig, data: Data, encoder: URDMU, run_dir: str 
             if source in REFRESHING:
                 store.refresh(i, own_scores)
             idx = idx.to(features.device)  # [E, B]
-            x = features[idx]  # [E, B, S, F]: expert e's own batch
+            x = x_in[idx]  # [E, B, S, F]: expert e's own batch
             with autocast(device, cfg.amp):
                 scores = experts(x).float()  # [B, S, E]
             flat = scores.permute(2, 0, 1).reshape(E * idx.shape[1], -1)  # [E·B, S]
@@ -254,7 +272,9 @@ def train_gate(cfg: PipelineConfig, data: Data, encoder: URDMU, experts: Experts
     def build() -> Training:
         features, enc_scores = _resolve_cache(cache, encoder, data, cfg, progress)  # [N, S, F], [N, S]
         experts.eval()
-        expert_logits = frozen_forward(experts.logits, features, device, cfg.amp)  # [N, S, E]
+        x_in = expert_inputs(experts, features, train_inputs(data.train).to(features.device))  # [N, S, F(+D)]
+        expert_logits = frozen_forward(experts.logits, x_in, device, cfg.amp)  # [N, S, E]
+        del x_in
         gate = Gate(experts.n_experts, encoder.feature_dim, d_model=gc.d_model, use_features=gc.use_features,
                     dropout=gc.dropout, expert_input=gc.expert_input)
         full = GSMoEModel(encoder, experts, gate)

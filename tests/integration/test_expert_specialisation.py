@@ -77,8 +77,23 @@ class Split:
         return len(self.videos)
 
 
-@pytest.mark.slow
-def test_each_expert_ranks_its_own_class_highest(tmp_path):
+class WashOut(PassThrough):
+    """A stand-in task encoder whose features are class-agnostic: every class axis is folded into one shared
+    anomaly coordinate (what an encoder trained on video labels alone may keep), the class axes zeroed."""
+
+    def forward(self, x: torch.Tensor, training_extras: bool = False) -> _Out:
+        out = super().forward(x)
+        return _Out(out.scores, wash_out(out.features))
+
+
+def wash_out(x: torch.Tensor) -> torch.Tensor:
+    """[.., D] -> [.., D]: the class axes' sum in column D-1, the class axes zeroed."""
+    k = len(CLASSES)
+    return torch.cat([torch.zeros_like(x[..., :k]), x[..., k:-1], x[..., :k].sum(-1, keepdim=True)], dim=-1)
+
+
+def train_planted(tmp_path, encoder: torch.nn.Module, overrides: dict | None = None):
+    """Train the experts stage on the planted data; returns (stage result, own-expert advantage)."""
     rng = np.random.default_rng(0)
     feats, labels, classes, teacher = [], [], [], []
     for c in [None] * 30 + [k for k in range(len(CLASSES)) for _ in range(12)]:
@@ -97,20 +112,36 @@ def test_each_expert_ranks_its_own_class_highest(tmp_path):
     data = Data(train_set, Split(rng), "ucf-crime")
     cfg = config.make_config("tiny", {"experts": {"iterations": 150, "warmup_iterations": 10, "d_model": 16,
                                                  "batch_normal": 6, "batch_abnormal": 6, "dropout": 0.0,
-                                                 "lr": 3e-3, "checkpoint_every": 0}})
-    cache = (features, torch.from_numpy(np.stack(teacher)).float())  # (features [N, S, F], teacher scores [N, S])
-    res = moe_stages.train_experts(cfg, data, PassThrough(), tmp_path, "planted", progress=False, cache=cache)
+                                                 "lr": 3e-3, "checkpoint_every": 0, **(overrides or {})}})
+    task_features = encoder(features).features  # what the stage's cache holds: the encoder's features [N, S, F]
+    cache = (task_features, torch.from_numpy(np.stack(teacher)).float())  # (features, teacher scores [N, S])
+    res = moe_stages.train_experts(cfg, data, encoder, tmp_path, "planted", progress=False, cache=cache)
 
-    names = res.metrics["expert_names"]
-    assert names == list(CLASSES)
+    assert res.metrics["expert_names"] == list(CLASSES)
     expert_scores = runs.load_scores(res.path / "test_expert_scores.npz")  # name -> [T, E]
     test = data.test
     matrix = diagnostics.expert_class_auc(expert_scores, {v.name: test.frame_labels(i) for i, v in enumerate(test.videos)},
-                                       {v.name: v.classes for v in test.videos}, names, list(CLASSES))
-    adv = diagnostics.own_expert_advantage(matrix)
+                                       {v.name: v.classes for v in test.videos}, list(CLASSES), list(CLASSES))
+    return res, diagnostics.own_expert_advantage(matrix), matrix
+
+
+@pytest.mark.slow
+def test_each_expert_ranks_its_own_class_highest(tmp_path):
+    res, adv, matrix = train_planted(tmp_path, PassThrough())
     # every class: its own expert ranks it better than the other experts do, by a clear margin on average
     # (AUC points). An expert trained against normal videos only still fires on some other classes' anomalies
     # (they are not normal either), so single classes can be close; a trainer that mixed the pools is not.
     assert adv["n_positive"] == len(CLASSES), matrix
     assert min(adv["per_class"].values()) > 0.5 and adv["mean"] > 10.0, matrix
+    assert not res.metrics["collapsed"]
+
+
+@pytest.mark.slow
+def test_experts_reading_the_input_features_find_the_classes_the_encoder_washed_out(tmp_path):
+    """The extension ExpertsConfig.inputs="task+i3d": on class-agnostic task-aware features the experts of the
+    paper cannot tell the classes apart; beside the input features they can."""
+    _, paper, paper_matrix = train_planted(tmp_path / "task", WashOut())
+    res, extended, matrix = train_planted(tmp_path / "task+i3d", WashOut(), {"inputs": "task+i3d"})
+    assert abs(paper["mean"]) < 5.0, paper_matrix  # interchangeable experts: no class of their own
+    assert extended["mean"] > 10.0 and extended["n_positive"] == len(CLASSES), matrix
     assert not res.metrics["collapsed"]

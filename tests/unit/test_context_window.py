@@ -76,3 +76,10 @@ def test_bench_context_with_a_wrong_run_says_so_in_one_line(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert "no such run folder" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_experts_reading_the_input_change_the_experts_identity_only_when_on():
+    cfg = config_for("tiny", "/data", "ucf-crime", 0, "cpu")
+    assert "inputs" not in stage_config(cfg, "experts", "up")["settings"]  # the paper: the identity of before
+    on = config_for("tiny", "/data", "ucf-crime", 0, "cpu", {"experts": {"inputs": "task+i3d"}})
+    assert stage_config(on, "experts", "up")["settings"]["inputs"] == "task+i3d"
