@@ -76,3 +76,26 @@ def test_a_second_call_loads_the_finished_cell(finished, capsys):
 def test_unknown_world_is_one_line(tmp_path, capsys):
     assert main(["bench", "generalise", "--worlds", "mars", "--out", str(tmp_path)]) == 2
     assert "unknown world(s) mars" in capsys.readouterr().err
+
+
+def test_the_generator_variants_are_worlds_with_their_own_generator_changes(tmp_path):
+    from gsmoe_lib.bench.robustness import VARIANTS
+    from gsmoe_lib.data.synthetic import synth_config
+
+    variants = [v for v in VARIANTS.values() if not v.default]
+    assert [w.name for w in G._worlds_from("variants")] == [v.name for v in variants]
+    assert [w.name for w in G._worlds_from("drift,variants,drift")] == ["drift", *(v.name for v in variants)]
+    assert [w.name for w in G._worlds_from("all")] == list(G.WORLDS)
+    world = G.WORLDS["ucf-half-saliency"]
+    assert world.data_seed == VARIANTS["ucf-half-saliency"].data_seed and world.world == "default"
+    root = G.world_data(world, tmp_path, "tiny")  # written with the variant's SynthConfig change
+    meta = json.loads((root / "gsmoe_dataset.json").read_text())
+    base = synth_config("tiny", "ucf-crime").saliency_scale
+    assert meta["config"]["saliency_scale"] == pytest.approx(0.5 * base) and meta["seed"] == world.data_seed
+    assert G.WORLDS["drift"].synth_overrides("tiny") == {}  # a world that is not a variant changes nothing
+
+
+def test_unknown_world_names_the_groups(tmp_path, capsys):
+    assert main(["bench", "generalise", "--worlds", "variants,venus", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown world(s) venus" in err and "variants" in err
