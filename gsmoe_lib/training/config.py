@@ -16,8 +16,9 @@ Decisions where the paper is silent (each is a field here; the measurements behi
   at `warmup_max_fraction` of the stage (`training.pseudo_labels.warmup_per_pool`).
 - Pseudo-labels (`TGSConfig.source`, default "refresh"): see `training.pseudo_labels`.
 - The gate reads the experts' logits (`GateConfig.expert_input`), as the paper says.
-- Extensions beyond the paper, off by default: `ExpertsConfig.other_class_negatives`,
-  `GateConfig.feature_dropout`.
+- Extensions beyond the paper, off by default: `EncoderConfig.context_window`,
+  `ExpertsConfig.other_class_negatives`, `ExpertsConfig.validation_score="own"`, `ExpertsConfig.inputs="task+i3d"`,
+  `GateConfig.feature_dropout` (docs/decisions.md lists each with its measurement).
 - How long each stage trains (`ValidationConfig`, `training.validation`): by default a stratified 15% of
   the TRAINING videos is held out (every class and the normal videos represented, from `split_seed`; only
   their video-level labels are used), every stage validates every `validate_every` steps (video-level ROC

@@ -28,3 +28,8 @@ def test_installed_metadata_changelog_and_citation_carry_the_same_version():
     citation = yaml.safe_load((PROJECT_ROOT / "CITATION.cff").read_text())
     assert str(citation["version"]) == __version__
     assert "2508.06318" in str(citation["preferred-citation"])
+
+
+def test_the_readme_names_the_current_version():
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    assert re.findall(r"^Version (\d+\.\d+\.\d+) ", readme, re.M) == [__version__]
