@@ -122,7 +122,9 @@ def cell_key(cfg: Any, data_root: Path, stages: tuple[str, ...]) -> str:
     """A short hash of what decides a world's cells' numbers except the training seed."""
     from dataclasses import replace
 
-    ident = {"pipeline": asdict(replace(cfg, seed=0)), "data": runs.read_json(data_root / "gsmoe_dataset.json"),
+    from gsmoe_lib.training.config import pipeline_identity
+
+    ident = {"pipeline": pipeline_identity(replace(cfg, seed=0)), "data": runs.read_json(data_root / "gsmoe_dataset.json"),
              "stages": list(stages)}
     return runs.config_hash(ident)[:10]
 

@@ -157,8 +157,10 @@ def cell_config(variant: Variant, seed: int, work: Path, profile: str, device: s
 def cell_key(variant: Variant, profile: str, device: str, overrides: dict[str, Any] | None,
              stages: tuple[str, ...], work: Path) -> str:
     """A short hash of everything that decides a variant's cells' numbers except the training seed."""
+    from gsmoe_lib.training.config import pipeline_identity
+
     cfg = cell_config(variant, 0, work, profile, device, overrides)
-    ident = {"pipeline": asdict(cfg), "synth": asdict(variant.synth_config(DATA_PROFILE[profile])),
+    ident = {"pipeline": pipeline_identity(cfg), "synth": asdict(variant.synth_config(DATA_PROFILE[profile])),
              "dataset": variant.dataset, "data_seed": variant.data_seed, "stages": list(stages)}
     return runs.config_hash(ident)[:10]
 

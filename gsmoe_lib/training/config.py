@@ -339,6 +339,22 @@ def dataset_name(cfg: DataConfig) -> str:
     return cfg.dataset or detect_dataset_name(cfg.data_root) or "ucf-crime"
 
 
+# Settings added after runs were first keyed, with the value that reproduces what those runs did: at that
+# value a setting is left out of every identity (stage_config, pipeline_identity), so runs and benchmark
+# cells keyed before it existed keep their keys. (EncoderConfig.context_window is handled in stage_config
+# alone: the benchmark cells were first keyed with it present.)
+LATER_SETTINGS = {("experts", "inputs"): "task"}
+
+
+def pipeline_identity(cfg: PipelineConfig) -> dict[str, Any]:
+    """The whole config as a dict for hashing (benchmark cell keys), without `LATER_SETTINGS` at their old value."""
+    ident = asdict(cfg)
+    for (section, key), old in LATER_SETTINGS.items():
+        if ident.get(section, {}).get(key) == old:
+            del ident[section][key]
+    return ident
+
+
 def data_identity(cfg: DataConfig) -> dict[str, Any]:
     """What identifies the data a stage was trained on (goes into every stage's config hash).
 
@@ -366,8 +382,9 @@ def stage_config(cfg: PipelineConfig, stage: str, upstream: str | None) -> dict[
     settings["validation"] = asdict(cfg.validation)  # the held-out share changes the training set
     if stage == "encoder" and not settings.get("context_window"):  # the extension off: the identity of before
         settings.pop("context_window", None)
-    if stage == "experts" and settings.get("inputs") == "task":  # the paper's inputs: the identity of before
-        settings.pop("inputs", None)
+    for (section, key), old in LATER_SETTINGS.items():  # at their old value: the identity of before
+        if stage == section and settings.get(key) == old:
+            settings.pop(key)
     if settings.get("init_checkpoint"):  # a path: absolute, like the data's (runs.py: equal runs hash equal)
         settings["init_checkpoint"] = str(Path(settings["init_checkpoint"]).resolve())
     data = data_identity(cfg.data)

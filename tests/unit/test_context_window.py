@@ -83,3 +83,16 @@ def test_experts_reading_the_input_change_the_experts_identity_only_when_on():
     assert "inputs" not in stage_config(cfg, "experts", "up")["settings"]  # the paper: the identity of before
     on = config_for("tiny", "/data", "ucf-crime", 0, "cpu", {"experts": {"inputs": "task+i3d"}})
     assert stage_config(on, "experts", "up")["settings"]["inputs"] == "task+i3d"
+
+
+def test_a_later_setting_at_its_old_value_keeps_the_benchmark_cells_keys():
+    from dataclasses import asdict
+
+    from gsmoe_lib.training.config import pipeline_identity
+
+    cfg = config_for("tiny", "/data", "ucf-crime", 0, "cpu")
+    ident = pipeline_identity(cfg)
+    assert "inputs" not in ident["experts"]  # the paper's experts: the key of the cells trained before it existed
+    assert {k: v for k, v in asdict(cfg)["experts"].items() if k != "inputs"} == ident["experts"]
+    on = config_for("tiny", "/data", "ucf-crime", 0, "cpu", {"experts": {"inputs": "task+i3d"}})
+    assert pipeline_identity(on)["experts"]["inputs"] == "task+i3d"
