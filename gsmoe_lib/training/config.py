@@ -116,6 +116,29 @@ class TGSStageConfig(TGSTrainingConfig):
 
 
 @dataclass
+class ClassTeacherConfig:
+    """The per-class teachers of the extension `teacher="per-class"` (`training.class_teachers`): one top-k MIL
+    MLP per expert pool, with the top-k MIL reference's loss and optimiser, its hidden layer narrower (all E
+    teachers train at once; 128 keeps the step cheap on a CPU), on crop-averaged videos pooled to `n_segments`.
+    Length: each teacher keeps its best own-class validation AUC; all stop when none improved for `patience`
+    validations."""
+
+    hidden: int = 128
+    dropout: float = 0.6
+    lr: float = 1e-3  # Adam, as the top-k MIL reference
+    weight_decay: float = 5e-4
+    batch_normal: int = 8  # per teacher and step
+    batch_abnormal: int = 8
+    n_segments: int = 32
+    iterations: int = 400  # the most steps
+    validate_every: int = 25
+    patience: int = 4
+    # A snippet MLP has no temporal context, so its scores are jagged and TGS would put a kernel on every
+    # wiggle: its scores are averaged over this many snippets (centred, odd) before splatting. 1 = as scored.
+    smooth: int = 5
+
+
+@dataclass
 class ExpertsConfig(TGSTrainingConfig):
     kind: str = "class"  # "class": one expert per anomaly class; "cluster": k-means on task-aware features
     n_clusters: int = 7  # Table 5: 5, 6, 7
@@ -132,6 +155,11 @@ class ExpertsConfig(TGSTrainingConfig):
     # expert can find its class in directions the encoder's whole-video context washed out; the gate still
     # reads the task-aware features only). docs/decisions.md.
     inputs: str = "task"
+    # Whose scores make the experts' pseudo-labels: "encoder" (the paper: the TGS encoder's, one teacher for every
+    # expert) | "per-class" (an extension: expert e's from a top-k MIL MLP trained on its own pool against the
+    # normal videos, `class_teacher`; training.class_teachers). docs/decisions.md.
+    teacher: str = "encoder"
+    class_teacher: ClassTeacherConfig = field(default_factory=ClassTeacherConfig)
 
 
 @dataclass
@@ -143,6 +171,10 @@ class GateConfig(TGSTrainingConfig):
     # Extension (not in the paper): probability of zeroing a training sample's feature stream, so that
     # the gate cannot fit the target from the features alone. 0 = the paper.
     feature_dropout: float = 0.0
+    # Whose scores make the gate's pseudo-labels: "encoder" (the paper) | "per-class" (an extension: an abnormal
+    # sample's from the per-class teachers of its own pools, `experts.class_teacher`, the largest where a video
+    # has several classes).
+    teacher: str = "encoder"
 
 
 @dataclass
@@ -343,7 +375,8 @@ def dataset_name(cfg: DataConfig) -> str:
 # value a setting is left out of every identity (stage_config, pipeline_identity), so runs and benchmark
 # cells keyed before it existed keep their keys. (EncoderConfig.context_window is handled in stage_config
 # alone: the benchmark cells were first keyed with it present.)
-LATER_SETTINGS = {("experts", "inputs"): "task"}
+LATER_SETTINGS = {("experts", "inputs"): "task", ("experts", "teacher"): "encoder",
+                  ("experts", "class_teacher"): asdict(ClassTeacherConfig()), ("gate", "teacher"): "encoder"}
 
 
 def pipeline_identity(cfg: PipelineConfig) -> dict[str, Any]:
@@ -382,6 +415,8 @@ def stage_config(cfg: PipelineConfig, stage: str, upstream: str | None) -> dict[
     settings["validation"] = asdict(cfg.validation)  # the held-out share changes the training set
     if stage == "encoder" and not settings.get("context_window"):  # the extension off: the identity of before
         settings.pop("context_window", None)
+    if stage == "gate" and settings.get("teacher") == "per-class":  # the gate's targets come from these teachers
+        settings["class_teacher"] = asdict(cfg.experts.class_teacher)
     for (section, key), old in LATER_SETTINGS.items():  # at their old value: the identity of before
         if stage == section and settings.get(key) == old:
             settings.pop(key)

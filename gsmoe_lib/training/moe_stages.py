@@ -27,11 +27,12 @@ from gsmoe_lib.models.experts import Experts
 from gsmoe_lib.models.gate import Gate
 from gsmoe_lib.models.gsmoe import GSMoEModel, combine_experts, expert_inputs
 from gsmoe_lib.models.urdmu import URDMU, k_for_length
+from gsmoe_lib.training.class_teachers import check_teacher, class_teacher_scores, pool_targets
 from gsmoe_lib.training.config import ExpertsConfig, PipelineConfig, stage_config
 from gsmoe_lib.training.data import Data
 from gsmoe_lib.training.loop import frozen_forward, tgs_update
-from gsmoe_lib.training.pseudo_labels import (FROM_TEACHER, REFRESHING, PseudoLabels, training_health,
-                                              warmup_per_pool)
+from gsmoe_lib.training.pseudo_labels import (FROM_TEACHER, REFRESHING, PseudoLabels, check_pseudo_labels,
+                                              training_health, warmup_per_pool)
 from gsmoe_lib.training.stages import (RandomStream, StageResult, Trained, Training, evaluate,
                                        held_out_validation, load_or_train, stage_generator)
 from gsmoe_lib.training.validation import hold_out, own_class_auc, stage_validation, video_auc
@@ -175,6 +176,7 @@ def train_experts(cfg: PipelineConfig, data: Data, encoder: URDMU, run_dir: str 
         features, enc_scores = _resolve_cache(cache, encoder, data, cfg, progress)  # [N, S, F], [N, S]
         if xc.inputs not in EXPERT_INPUTS:
             raise ValueError(f"experts.inputs must be one of {EXPERT_INPUTS}, got {xc.inputs!r}")
+        check_teacher(xc.teacher, "experts")
         labels, class_index, video_index = flat_labels(data.train)
         val = hold_out(labels, class_index, video_index, data.train.classes, cfg.validation)
         pools, names = expert_membership(xc, data.train, features, cfg.seed)  # [N, E] bool, held-out included
@@ -190,7 +192,15 @@ def train_experts(cfg: PipelineConfig, data: Data, encoder: URDMU, run_dir: str 
         k = k_for_length(features.shape[1])
         warmup = warmup_per_pool(xc, member.sum(0), "experts")  # [E]
         store = PseudoLabels.for_stage(xc, member, features.shape[1], warmup, features.device)
-        if source in FROM_TEACHER:
+        teacher_summary: dict[str, Any] = {}
+        if source in FROM_TEACHER and xc.teacher == "per-class":  # the extension: each expert's own teacher
+            t_scores, teacher_summary = class_teacher_scores(cfg, train_inputs(data.train), labels, class_index,
+                                                             video_index, data.train.classes, pools, run_dir,
+                                                             per_expert_batches)  # [N, S, E]
+            targets = pool_targets(t_scores, member, xc.tgs)  # [N, S, E]
+            check_pseudo_labels(targets.amax(-1), t_scores.amax(-1), labels, xc.tgs, "experts")
+            store.set_per_pool(targets)
+        elif source in FROM_TEACHER:
             store.set_from_teacher(enc_scores, labels, "experts")
         normal = torch.nonzero((labels.cpu() == 0) & val.train_mask).flatten()
         batches = per_expert_batches(member, normal, xc.batch_normal, xc.batch_abnormal,
@@ -229,7 +239,8 @@ def train_experts(cfg: PipelineConfig, data: Data, encoder: URDMU, run_dir: str 
 
             metrics, scores = evaluate(score_fn, data.test, cfg, progress, experts=True)
             metrics.update(training_health(store, source, history, "experts"))
-            metrics.update(expert_names=names, expert_combine=cfg.expert_combine, warmup_iterations=warmup.tolist())
+            metrics.update(expert_names=names, expert_combine=cfg.expert_combine, warmup_iterations=warmup.tolist(),
+                           **teacher_summary)
             return Trained(experts, metrics, scores, {**experts.checkpoint_payload(), "names": names})
 
         own = pools[val.rows]  # [N', E]: which held-out samples are each expert's own
@@ -287,7 +298,15 @@ def train_gate(cfg: PipelineConfig, data: Data, encoder: URDMU, experts: Experts
         member = ((labels.cpu() == 1) & val.train_mask)[:, None]  # [N, 1]
         warmup = warmup_per_pool(gc, member.sum(0), "gate")
         store = PseudoLabels.for_stage(gc, member, features.shape[1], warmup, features.device)
-        if source in FROM_TEACHER:
+        check_teacher(gc.teacher, "gate")
+        if source in FROM_TEACHER and gc.teacher == "per-class":  # the extension: the sample's own classes' teachers
+            pools, _ = expert_membership(cfg.experts, data.train, features, cfg.seed)  # [N, E]
+            t_scores, _ = class_teacher_scores(cfg, train_inputs(data.train), flat[0], flat[1], flat[2],
+                                               data.train.classes, pools, run_dir, per_expert_batches)  # [N, S, E]
+            pseudo = pool_targets(t_scores, pools & val.train_mask[:, None], gc.tgs).amax(-1)  # [N, S]
+            check_pseudo_labels(pseudo, t_scores.amax(-1), labels, gc.tgs, "gate")
+            store.set_all(pseudo)
+        elif source in FROM_TEACHER:
             store.set_from_teacher(enc_scores, labels, "gate")
         # crops on an axis were folded into samples by encode_train_set: sample from the flat set
         flat_train = replace(data.train, features=features, labels=labels.cpu()) if data.train.features.dim() == 4 \

@@ -120,6 +120,10 @@ class PseudoLabels(torch.nn.Module):
         """Every pool gets the same labels pseudo [N, S] (a frozen teacher's)."""
         self.targets.copy_(pseudo.to(self.targets)[:, :, None].expand_as(self.targets))
 
+    def set_per_pool(self, pseudo: torch.Tensor) -> None:
+        """Each pool its own labels: pseudo [N, S, P] (per-pool teachers')."""
+        self.targets.copy_(pseudo.to(self.targets))
+
     def set_from_teacher(self, teacher_scores: torch.Tensor, labels: torch.Tensor, stage: str) -> None:
         """ŷ of every pool splatted from a frozen teacher's scores [N, S] (labels [N]), with the check."""
         self.set_all(splat_teacher(teacher_scores, labels, self.tgs_cfg, stage))

@@ -47,7 +47,7 @@ STAGES = ("encoder", "tgs", "experts", "gate")
 REFERENCE_STAGES = ("sultani", "topk_mil")
 # Added to the run seed for each stage's batch generator (and the gate's feature-dropout draws).
 SEED_OFFSETS = {"encoder": 0, "tgs": 1, "experts": 2, "gate": 3, "sultani": 4, "topk_mil": 5,
-                "gate-feature-dropout": 1003}
+                "class-teachers": 6, "gate-feature-dropout": 1003}
 
 
 def stage_generator(seed: int, name: str) -> torch.Generator:
