@@ -35,6 +35,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from gsmoe_lib import runs
 from gsmoe_lib.losses import mil_bce
@@ -67,7 +68,7 @@ def video_inputs(x: torch.Tensor, video_index: torch.Tensor, n_segments: int) ->
 
 def train_teachers(x: torch.Tensor, labels: torch.Tensor, member: torch.Tensor, val: HeldOut | None,
                    ct: ClassTeacherConfig, seed: int, batches_for: BatchesFor, min_delta: float = 0.0,
-                   ) -> tuple[StackedTopKMLP, list[dict[str, Any]]]:
+                   progress: bool = False) -> tuple[StackedTopKMLP, list[dict[str, Any]]]:
     """E teachers trained on videos x [V, S, D] (labels [V]; member [V, E]: video in expert e's pool), each
     keeping its best held-out own-class AUC (`val`: video-level HeldOut, or None). Returns the model (eval mode)
     and the validation history."""
@@ -87,7 +88,8 @@ def train_teachers(x: torch.Tensor, labels: torch.Tensor, member: torch.Tensor, 
         kept = [p.detach().clone() for p in model.parameters()]
         history: list[dict[str, Any]] = []
         since = 0
-        for i in range(1, ct.iterations + 1):
+        for i in tqdm(range(1, ct.iterations + 1), desc="class teachers", unit="it", disable=not progress,
+                      leave=False):
             idx = next(batches)  # [E, B]
             loss = mil_bce(model.per_batch(x[idx]).flatten(0, 1), y, k)  # x[idx] [E, B, S, D] -> [E·B, S]
             optimizer.zero_grad(set_to_none=True)
@@ -127,7 +129,8 @@ def teacher_key(cfg: PipelineConfig, pools: torch.Tensor) -> str:
 
 def class_teacher_scores(cfg: PipelineConfig, x: torch.Tensor, labels: torch.Tensor, class_index: torch.Tensor,
                          video_index: torch.Tensor, classes: tuple[str, ...], pools: torch.Tensor,
-                         run_dir: str | Path, batches_for: BatchesFor) -> tuple[torch.Tensor, dict[str, Any]]:
+                         run_dir: str | Path, batches_for: BatchesFor, progress: bool = False
+                         ) -> tuple[torch.Tensor, dict[str, Any]]:
     """Each pool's teacher's scores of its own samples: [N, S, E] (0 outside the pools) and a summary for the
     stage's metrics. x [N, S, D]: the stage's samples' input features; labels, class_index, video_index: theirs
     (`moe_stages.flat_labels`); pools [N, E] bool: every sample (held-out included) of each expert's pool."""
@@ -144,7 +147,7 @@ def class_teacher_scores(cfg: PipelineConfig, x: torch.Tensor, labels: torch.Ten
     else:
         val = hold_out(labels_v, class_index.cpu()[first], video_index.cpu()[first], classes, cfg.validation)
         model, history = train_teachers(xv, labels_v, member_v, val if len(val.rows) else None, ct, cfg.seed,
-                                        batches_for, cfg.validation.min_delta)
+                                        batches_for, cfg.validation.min_delta, progress)
         runs.save_checkpoint(path, {"model_args": model.model_args, "state_dict": model.state_dict(),
                                     "history": history}, "class_teachers")
     rows = torch.nonzero(pools.any(1)).flatten()

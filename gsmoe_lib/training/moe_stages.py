@@ -196,7 +196,7 @@ def train_experts(cfg: PipelineConfig, data: Data, encoder: URDMU, run_dir: str 
         if source in FROM_TEACHER and xc.teacher == "per-class":  # the extension: each expert's own teacher
             t_scores, teacher_summary = class_teacher_scores(cfg, train_inputs(data.train), labels, class_index,
                                                              video_index, data.train.classes, pools, run_dir,
-                                                             per_expert_batches)  # [N, S, E]
+                                                             per_expert_batches, progress)  # [N, S, E]
             targets = pool_targets(t_scores, member, xc.tgs)  # [N, S, E]
             check_pseudo_labels(targets.amax(-1), t_scores.amax(-1), labels, xc.tgs, "experts")
             store.set_per_pool(targets)
@@ -302,7 +302,8 @@ def train_gate(cfg: PipelineConfig, data: Data, encoder: URDMU, experts: Experts
         if source in FROM_TEACHER and gc.teacher == "per-class":  # the extension: the sample's own classes' teachers
             pools, _ = expert_membership(cfg.experts, data.train, features, cfg.seed)  # [N, E]
             t_scores, _ = class_teacher_scores(cfg, train_inputs(data.train), flat[0], flat[1], flat[2],
-                                               data.train.classes, pools, run_dir, per_expert_batches)  # [N, S, E]
+                                               data.train.classes, pools, run_dir, per_expert_batches,
+                                               progress)  # [N, S, E]
             pseudo = pool_targets(t_scores, pools & val.train_mask[:, None], gc.tgs).amax(-1)  # [N, S]
             check_pseudo_labels(pseudo, t_scores.amax(-1), labels, gc.tgs, "gate")
             store.set_all(pseudo)

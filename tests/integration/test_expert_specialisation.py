@@ -167,7 +167,7 @@ def test_per_class_teachers_give_each_expert_its_own_anomalies(tmp_path):
     inverted teacher): the teachers keep their dropout (0.6), and their own-class validation AUC keeps the state
     that generalises."""
     teach = {"class_teacher": {"hidden": 16, "iterations": 300, "lr": 3e-3, "batch_normal": 6, "batch_abnormal": 6,
-                               "n_segments": S, "validate_every": 20}}
+                               "n_segments": S, "validate_every": 20, "smooth": 5}}  # planted noise is per snippet
     run = {"validation": {"selection": "validation", "share": 0.25}}
     paper, _, _ = train_planted(tmp_path / "encoder", PassThrough(), teacher_fn=decoy_teacher, run=run)
     res, adv, matrix = train_planted(tmp_path / "per-class", PassThrough(), {"teacher": "per-class", **teach},
