@@ -8,4 +8,4 @@ Stages (see README.md and notebooks/):
 """
 
 # The one version number (pyproject reads it; CHANGELOG.md says what each version changed). Semantic versioning.
-__version__ = "0.3.0"
+__version__ = "0.4.0"
