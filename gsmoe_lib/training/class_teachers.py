@@ -101,16 +101,16 @@ def train_teachers(x: torch.Tensor, labels: torch.Tensor, member: torch.Tensor, 
             with torch.no_grad():
                 auc = torch.tensor(own_class_auc(val, model(x[val.rows]), k, own))  # [E], NaN: no own video
             model.train()
-            better = (auc > best + min_delta) | auc.isnan()
-            improved = auc > best
-            take = improved | auc.isnan()
+            better = auc > best + min_delta  # [E] resets the patience (NaN compares False)
+            improved = auc > best  # [E] kept as the teacher's best state
+            take = improved | auc.isnan()  # no held-out video of its own: its last state is kept
             with torch.no_grad():
                 for saved, p in zip(kept, model.parameters()):
                     saved[take] = p.detach()[take]
             best = torch.where(improved, auc, best)
             history.append({"iteration": i, "loss": float(loss.detach()), "own_class_auc": auc.tolist(),
-                            "improved": int((better & ~auc.isnan()).sum())})
-            since = 0 if bool((better & ~auc.isnan()).any()) else since + 1
+                            "improved": int(better.sum())})
+            since = 0 if bool(better.any()) else since + 1
             if since >= ct.patience:
                 break
         if own is not None:

@@ -72,3 +72,34 @@ def test_the_teachers_change_identities_only_when_on():
     assert gate["teacher"] == "per-class" and gate["class_teacher"]["hidden"] == 128  # its targets' teachers
     with pytest.raises(ValueError, match="experts.teacher must be one of"):
         check_teacher("per-video", "experts")
+
+
+def test_each_teacher_keeps_its_best_held_out_state_and_all_stop_without_gains():
+    from gsmoe_lib.training.class_teachers import train_teachers
+    from gsmoe_lib.training.config import ClassTeacherConfig, ValidationConfig
+    from gsmoe_lib.training.moe_stages import per_expert_batches
+    from gsmoe_lib.training.validation import hold_out, own_class_auc
+
+    g = torch.Generator().manual_seed(0)
+    n_normal, per_class, S, D = 20, 8, 16, 6
+    classes = [None] * n_normal + [c for c in range(2) for _ in range(per_class)]
+    x = torch.randn(len(classes), S, D, generator=g) * 0.3  # [V, S, D]
+    onehot = torch.zeros(len(classes), 2)
+    for v, c in enumerate(classes):
+        if c is not None:
+            x[v, 4:8, c] += 1.0  # class c: its own feature axis, snippets 4-7 (weak: the held-out AUC moves)
+            onehot[v, c] = 1.0
+    labels = (onehot.sum(1) > 0).float()
+    val = hold_out(labels, onehot, torch.arange(len(classes)), ("A", "B"), ValidationConfig(share=0.3))
+    ct = ClassTeacherConfig(hidden=8, iterations=200, batch_normal=4, batch_abnormal=4, n_segments=S,
+                            validate_every=10, patience=3)
+    member = onehot.bool() & (labels[:, None] == 1)
+    model, history = train_teachers(x, labels, member, val, ct, 0, per_expert_batches, min_delta=0.01)
+    assert history and history[-1]["iteration"] < ct.iterations  # stopped by the patience
+    assert all(h["improved"] == 0 for h in history[-ct.patience:])  # ... after `patience` validations without gain
+    aucs = torch.tensor([h["own_class_auc"] for h in history])  # [validations, E]
+    best = aucs.amax(0)  # [E]
+    assert bool((aucs[-1] < best).any())  # a teacher got worse after its best: the last state is not the best
+    with torch.no_grad():
+        kept = own_class_auc(val, model(x[val.rows]), 1, member[val.rows])
+    assert torch.allclose(torch.tensor(kept), best, atol=1e-6)  # the returned teachers are their best states
