@@ -40,6 +40,7 @@ beside the world's untrained L2-norm AUC). OUT defaults to benchmarks/results-<m
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import shutil
 import subprocess
@@ -146,9 +147,11 @@ def expert_advantage(run_dir: Path, data: Any) -> dict[str, Any] | None:
 
 
 def run_cell(world: World, seed: int, work: Path, profile: str, device: str, stages: tuple[str, ...],
-             key: str, data_root: Path, stamp: dict[str, Any]) -> dict[str, Any]:
+             key: str, data_root: Path, stamp: dict[str, Any], overrides: dict[str, Any] | None = None
+             ) -> dict[str, Any]:
     """Train (or load) one cell's stages and write its record (an error is returned as {"error": ...}).
-    `stamp` (date, machine, commit, command of the call that trains it) stays with the cell's record."""
+    `stamp` (date, machine, commit, command of the call that trains it) stays with the cell's record;
+    `overrides`: nested PipelineConfig overrides on top of the profile (part of the cell's key)."""
     from gsmoe_lib.bench.precision import measure_one
     from gsmoe_lib.bench.robustness_report import MIN_KERNEL_FRACTION, stage_record
     from gsmoe_lib.training.config import config_for
@@ -159,7 +162,7 @@ def run_cell(world: World, seed: int, work: Path, profile: str, device: str, sta
     record_path = work / "cells" / world.name / key / f"seed-{seed}.json"
     start = time.perf_counter()
     try:
-        cfg = config_for(profile, str(data_root), world.dataset, seed, device)
+        cfg = config_for(profile, str(data_root), world.dataset, seed, device, overrides)
         data = load_data(cfg.data, cfg.device, progress=False)
         references = tuple(s for s in stages if s not in STAGES)
         measured = measure_one(cfg, run_dir, "none", data, references=references)
@@ -232,8 +235,10 @@ def markdown(result: dict[str, Any]) -> str:
              f"({env.get('gpu') or env.get('cpu')}, {env.get('cpu_count')} CPUs), torch {env.get('torch')}, "
              f"{result['finished']}; {result['elapsed_s']:.0f} s for the cells run in this call.", "",
              "The drift world is used only to report, never to choose a default. The L2-norm AUC scores every "
-             "snippet by the norm of its crop-averaged feature, with no training (chance: 50).", "",
-             "## Worlds", ""]
+             "snippet by the norm of its crop-averaged feature, with no training (chance: 50).", ""]
+    if p.get("overrides"):
+        lines += [f"Config overrides on top of the profile: `{json.dumps(p['overrides'], sort_keys=True)}`.", ""]
+    lines += ["## Worlds", ""]
     lines += _md_table([{"world": w["name"], "generator": w["world"], "dataset": w["dataset"],
                          "data seed": w["data_seed"], "L2-norm AUC": f"{100 * w['l2_norm']['auc']:.2f}",
                          "L2-norm AUC_A": f"{100 * w['l2_norm']['auc_abnormal']:.2f}",
@@ -273,9 +278,11 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
     order = tuple(s for s in stages if s not in STAGES) + tuple(STAGES)  # the references first, as in Table 2
     work = Path(args.work).resolve()
     out = Path(args.out) if args.out else default_out(args.device)
+    overrides = runs.read_json(args.config) if args.config else None
     command = shlex.join(["gsmoe", "bench", "generalise", "--worlds", ",".join(w.name for w in worlds),
                           "--seeds", str(args.seeds), "--profile", args.profile, "--device", args.device,
-                          "--work", str(args.work), "--out", str(out)])
+                          "--work", str(args.work), "--out", str(out),
+                          *(["--config", str(args.config)] if args.config else [])])
     environment = runs.environment_record(None, args.device)
     stamp = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": f"{environment['cpu']} "
              f"({environment['cpu_count']} CPUs{', ' + environment['gpu'] if environment.get('gpu') else ''})",
@@ -289,6 +296,7 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
         done = sorted(cells, key=lambda c: ([w.name for w in worlds].index(c["world"]), c["seed"]))
         summary = summarise(done, order)
         result = {"parameters": {"profile": args.profile, "device": args.device, "seeds": args.seeds,
+                                 "overrides": overrides,
                                  "worlds": [w.name for w in worlds], "work": str(work), "stages": list(order),
                                  "commit": stamp["commit"], "command": stamp["command"]},
                   "environment": environment, "finished": time.strftime("%Y-%m-%d %H:%M"),
@@ -307,14 +315,16 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
             info[world.name] = {**asdict(world), "data_root": str(data_root),
                                 "synth_overrides": world.synth_overrides(DATA_PROFILE[args.profile]),
                                 "l2_norm": magnitude_metrics(data_root, world.dataset)}
-            key = cell_key(config_for(args.profile, str(data_root), world.dataset, 0, args.device), data_root, order)
+            key = cell_key(config_for(args.profile, str(data_root), world.dataset, 0, args.device, overrides),
+                           data_root, order)
             for seed in range(args.seeds):
                 record_path = work / "cells" / world.name / key / f"seed-{seed}.json"
                 if args.rerun:
                     record_path.unlink(missing_ok=True)
                     shutil.rmtree(work / "runs" / world.name / key / f"seed-{seed}", ignore_errors=True)
                 rec = (runs.read_json(record_path) if record_path.is_file() else
-                       run_cell(world, seed, work, args.profile, args.device, order, key, data_root, stamp))
+                       run_cell(world, seed, work, args.profile, args.device, order, key, data_root, stamp,
+                                overrides))
                 (failures if rec.get("error") else cells).append(rec)
                 bar.set_postfix_str(f"{world.name} seed {seed}" + (" FAILED" if rec.get("error") else ""))
                 bar.update(1)
@@ -333,6 +343,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, default=3, help="training seeds 0..N-1 per world (default 3)")
     parser.add_argument("--profile", choices=tuple(DATA_PROFILE), default="quick")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--config", default=None,
+                        help="JSON file of nested PipelineConfig overrides (as gsmoe train), e.g. an extension to "
+                             "measure on every world; part of each cell's key")
     parser.add_argument("--work", default="runs/generalise", help="cached data, run folders and cell records")
     parser.add_argument("--out", default=None,
                         help="folder for generalise.json / .md (default: benchmarks/results-<machine>)")

@@ -16,11 +16,18 @@ from gsmoe_lib.cli import main
 from gsmoe_lib.training.stages import REFERENCE_STAGES, STAGES
 
 
+SHORT = {stage: {"iterations": 6, "checkpoint_every": 3} for stage in ("encoder", "tgs", "experts", "gate")} | {
+    "sultani": {"iterations": 6, "checkpoint_every": 3}, "topk_mil": {"iterations": 6, "checkpoint_every": 3}}
+
+
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     root = tmp_path_factory.mktemp("generalise")
+    # A few steps per stage: these tests check the benchmark's bookkeeping, not what the stages learn
+    # (tests/integration/test_learning.py).
+    (root / "short.json").write_text(json.dumps(SHORT))
     argv = ["bench", "generalise", "--profile", "tiny", "--seeds", "1", "--worlds", "drift",
-            "--work", str(root / "work"), "--out", str(root / "out"), "--quiet"]
+            "--work", str(root / "work"), "--out", str(root / "out"), "--quiet", "--config", str(root / "short.json")]
     assert main(argv) == 0
     return root, argv
 
@@ -54,7 +61,9 @@ def test_table_rows_columns_and_records(finished):
         assert r["command"].startswith("gsmoe bench generalise --worlds drift --seeds 1 --profile tiny")
         assert 0.0 <= r["auc"] <= 100.0 and r["l2_norm_auc"] == pytest.approx(100 * l2)  # percent, as the metrics
 
+    assert result["parameters"]["overrides"] == SHORT and r["command"].endswith(f"--config {root / 'short.json'}")
     md = (root / "out" / "generalise.md").read_text()
+    assert "Config overrides on top of the profile:" in md  # a cell trained with other settings says so
     assert "| world | stage | seeds | AUC | AUC_A | AP | L2-norm AUC (untrained) |" in md
     assert "used only to report, never to choose a default" in md
     for s in expected_stages:

@@ -21,8 +21,13 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory):
     root = tmp_path_factory.mktemp("robustness")
+    # A few steps per stage: these tests check the benchmark's bookkeeping, not what the stages learn
+    # (tests/integration/test_learning.py).
+    short = {"iterations": 6, "checkpoint_every": 3}
+    (root / "short.json").write_text(json.dumps({s: short for s in (*STAGES, *REFERENCE_STAGES)}))
     argv = ["bench", "robustness", "--profile", "tiny", "--variants", "ucf-half-saliency", "--seeds", "1",
-            "--jobs", "2", "--threads", "1", "--work", str(root / "work"), "--out", str(root / "out"), "--quiet"]
+            "--jobs", "2", "--threads", "1", "--work", str(root / "work"), "--out", str(root / "out"), "--quiet",
+            "--config", str(root / "short.json")]
     assert cli.main(argv) == 0
     return root, argv, json.loads((root / "out" / "robustness.json").read_text())
 
