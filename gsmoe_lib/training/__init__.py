@@ -6,6 +6,7 @@
     pseudo_labels.py  the TGS pseudo-label store, its schedule (first epoch, refreshes) and its checks
     stages.py         `load_or_train`, the skeleton of every stage; the encoder and TGS stages; SEED_OFFSETS
     moe_stages.py     the experts and gate stages, on the frozen encoder's cached features
+    class_teachers.py per-class teachers of the experts' pseudo-labels (an extension; RUN/class_teachers)
     validation.py     weakly-supervised validation: the held-out training videos, early stopping, best checkpoint
     sultani.py        the Sultani et al. reference stage (RUN/sultani)
     topk_mil.py       the top-k MIL MLP reference stage (RUN/topk_mil)

@@ -7,7 +7,9 @@ trained to a flat loss. Both plug into `stages.load_or_train` like every stage.
 Experts train all at once: each step draws, for every expert, its own batch (normal samples + abnormal
 samples of its class or cluster: `expert_membership`, `per_expert_batches`), and the stacked experts run each
 expert on its own batch [E, B, S, F]. Each expert has its OWN first epoch and, with source "refresh", its own
-pseudo-labels, so each refines what it finds in its class rather than one shared target.
+pseudo-labels, so each refines what it finds in its class rather than one shared target. With the extension
+`ExpertsConfig.teacher="per-class"` (and `GateConfig.teacher="per-class"` for the gate) the pseudo-labels come
+from a teacher per class instead of the TGS encoder (`training.class_teachers`).
 
 The gate trains on all training samples, reading the frozen experts' logits (`GateConfig.expert_input`) and,
 unless `use_features=False` (Table 3), the task-aware features.
